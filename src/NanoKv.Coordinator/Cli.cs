@@ -1,0 +1,165 @@
+using System.CommandLine;
+using Microsoft.Extensions.Logging;
+using NanoKv.Core;
+using NanoKv.Volume;
+
+namespace NanoKv.Coordinator;
+
+/// <summary>The `coord` subcommands.</summary>
+public static class Cli
+{
+    /// <summary>`coord serve`: run a coordinator.</summary>
+    public static Command Serve()
+    {
+        var db = new Option<string>("--db", "--index") { Description = "RocksDB index folder", Required = true };
+        var replicas = new Option<int>("--replicas") { Description = "Replicas per object (N)", DefaultValueFactory = _ => 3 };
+        var volumes = new Option<string?>("--volumes") { Description = "Comma-separated volume URLs known at start (volumes may also join at run time)" };
+        var host = new Option<string>("--host") { Description = "Address to bind", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = new Option<int>("--port") { Description = "Port to listen on", DefaultValueFactory = _ => 3000 };
+        var proxy = new Option<bool>("--proxy-get") { Description = "Stream GET bodies through the coordinator instead of redirecting (also per request: ?proxy=1)" };
+        var secret = SecretOption();
+        var timeBox = new Option<int>("--retry-time-box-ms") { Description = "How long control calls to volumes retry transient failures", DefaultValueFactory = _ => 10_000 };
+        var probe = new Option<int>("--probe-interval-ms") { Description = "Health probe interval", DefaultValueFactory = _ => 2000 };
+        var suspect = new Option<int>("--suspect-after-ms") { Description = "Silence before a node is suspect (no new placements)", DefaultValueFactory = _ => 6000 };
+        var down = new Option<int>("--down-after-ms") { Description = "Silence before a node is down", DefaultValueFactory = _ => 15_000 };
+        var verbose = new Option<bool>("--verbose") { Description = "Debug logging" };
+        var cmd = new Command("serve", "Run the coordinator")
+        {
+            db, replicas, volumes, host, port, proxy, secret, timeBox, probe, suspect, down, verbose,
+        };
+        cmd.SetAction(async (p, ct) =>
+        {
+            var options = new CoordinatorOptions
+            {
+                DbDir = p.GetValue(db)!,
+                Host = p.GetValue(host)!,
+                Port = p.GetValue(port),
+                Volumes = SplitList(p.GetValue(volumes)),
+                Secret = p.GetValue(secret) ?? Environment.GetEnvironmentVariable(ClusterAuth.EnvVar),
+                DataPath = new DataPathSettings
+                {
+                    Replicas = p.GetValue(replicas),
+                    ProxyGet = p.GetValue(proxy),
+                    RetryTimeBox = TimeSpan.FromMilliseconds(p.GetValue(timeBox)),
+                },
+                Health = new HealthSettings
+                {
+                    ProbeInterval = TimeSpan.FromMilliseconds(p.GetValue(probe)),
+                    SuspectAfter = TimeSpan.FromMilliseconds(p.GetValue(suspect)),
+                    DownAfter = TimeSpan.FromMilliseconds(p.GetValue(down)),
+                },
+                LogLevel = p.GetValue(verbose) ? LogLevel.Debug : LogLevel.Information,
+            };
+            return await Fail.Guard(async () =>
+            {
+                await using var server = CoordinatorServer.Create(options);
+                await server.StartAsync(ct);
+                Console.WriteLine($"coordinator listening on {server.Url}");
+                await server.WaitForShutdownAsync(ct);
+                return 0;
+            });
+        });
+        return cmd;
+    }
+
+    /// <summary>`coord dev`: a coordinator and N volumes in one process, data under one folder.</summary>
+    public static Command Dev()
+    {
+        var data = new Option<string>("--data") { Description = "Folder holding the index, the volumes and the cluster secret", DefaultValueFactory = _ => "./nanokv-data" };
+        var port = new Option<int>("--port") { Description = "Coordinator port; volumes take the next ones", DefaultValueFactory = _ => 3000 };
+        var count = new Option<int>("--volumes") { Description = "Number of volumes", DefaultValueFactory = _ => 3 };
+        var replicas = new Option<int>("--replicas") { Description = "Replicas per object", DefaultValueFactory = _ => 3 };
+        var proxy = new Option<bool>("--proxy-get") { Description = "Stream GET bodies through the coordinator instead of redirecting" };
+        var cmd = new Command("dev", "Start a local cluster (coordinator + volumes on 127.0.0.1) until Ctrl-C") { data, port, count, replicas, proxy };
+        cmd.SetAction(async (p, ct) => await Fail.Guard(async () =>
+        {
+            var dir = Path.GetFullPath(p.GetValue(data)!);
+            Directory.CreateDirectory(dir);
+            var secretFile = Path.Combine(dir, "secret");
+            if (!File.Exists(secretFile))
+            {
+                Durable.WriteAllBytes(secretFile, System.Text.Encoding.UTF8.GetBytes(ClusterAuth.Generate()));
+            }
+            var secret = File.ReadAllText(secretFile).Trim();
+            var basePort = p.GetValue(port);
+            var n = p.GetValue(count);
+            var coordUrl = $"http://127.0.0.1:{basePort}";
+            var vols = new List<VolumeServer>();
+            try
+            {
+                for (var i = 1; i <= n; i++)
+                {
+                    var v = VolumeServer.Create(new VolumeOptions
+                    {
+                        DataDir = Path.Combine(dir, $"vol{i}"),
+                        Port = basePort + i,
+                        CoordinatorUrl = coordUrl,
+                        Secret = secret,
+                        LogLevel = LogLevel.Warning,
+                    });
+                    await v.StartAsync(ct);
+                    vols.Add(v);
+                }
+                await using var coord = CoordinatorServer.Create(new CoordinatorOptions
+                {
+                    DbDir = Path.Combine(dir, "index"),
+                    Port = basePort,
+                    Volumes = vols.Select(v => v.Url).ToList(),
+                    Secret = secret,
+                    DataPath = new DataPathSettings { Replicas = p.GetValue(replicas), ProxyGet = p.GetValue(proxy) },
+                    LogLevel = LogLevel.Warning,
+                });
+                await coord.StartAsync(ct);
+                Console.WriteLine($"nanokv dev cluster: data in {dir}");
+                Console.WriteLine($"  coordinator  {coord.Url}");
+                foreach (var v in vols)
+                {
+                    Console.WriteLine($"  volume       {v.Url}  ({v.NodeId}, {v.Store.Root})");
+                }
+                Console.WriteLine($"  secret       {secretFile} (send as {ClusterAuth.Header} on /admin and /internal calls)");
+                Console.WriteLine($"try: curl -L -X PUT --data-binary @somefile {coord.Url}/my%2Ffile.bin");
+                Console.WriteLine("Ctrl-C stops the cluster.");
+                try
+                {
+                    await Task.Delay(Timeout.Infinite, ct);
+                }
+                catch (OperationCanceledException)
+                {
+                }
+                Console.WriteLine("stopping…");
+            }
+            finally
+            {
+                foreach (var v in vols)
+                {
+                    await v.DisposeAsync();
+                }
+            }
+            return 0;
+        }));
+        return cmd;
+    }
+
+    public static Option<string?> SecretOption() =>
+        new("--secret") { Description = $"Cluster secret for /internal and /admin calls (default: ${ClusterAuth.EnvVar})" };
+
+    public static List<string> SplitList(string? s) =>
+        string.IsNullOrWhiteSpace(s) ? [] : s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
+}
+
+/// <summary>Turns expected start-up failures into one clear line and exit code 2 instead of a stack trace.</summary>
+public static class Fail
+{
+    public static async Task<int> Guard(Func<Task<int>> body)
+    {
+        try
+        {
+            return await body();
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or ArgumentException or IOException)
+        {
+            await Console.Error.WriteLineAsync($"error: {ex.Message}");
+            return 2;
+        }
+    }
+}

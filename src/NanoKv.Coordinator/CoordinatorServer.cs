@@ -1,0 +1,192 @@
+using System.Net.Http.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using NanoKv.Core;
+
+namespace NanoKv.Coordinator;
+
+/// <summary>Settings of one coordinator.</summary>
+public sealed record CoordinatorOptions
+{
+    public required string DbDir { get; init; }
+
+    public string Host { get; init; } = "127.0.0.1";
+
+    public int Port { get; init; } = 3000;
+
+    public IReadOnlyList<string> Volumes { get; init; } = [];
+
+    public string? Secret { get; init; }
+
+    public DataPathSettings DataPath { get; init; } = new();
+
+    public HealthSettings Health { get; init; } = new();
+
+    public LogLevel LogLevel { get; init; } = LogLevel.Information;
+}
+
+/// <summary>A running coordinator: public object API, node membership and admin endpoints over RocksDB metadata.</summary>
+public sealed class CoordinatorServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly HttpClient _http;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly List<Task> _background = [];
+
+    private CoordinatorServer(CoordinatorOptions options, WebApplication app, MetaStore store, NodeRegistry nodes, ObjectService objects, HttpClient http)
+    {
+        Options = options;
+        _app = app;
+        Store = store;
+        Nodes = nodes;
+        Objects = objects;
+        _http = http;
+    }
+
+    public CoordinatorOptions Options { get; }
+
+    public MetaStore Store { get; }
+
+    public NodeRegistry Nodes { get; }
+
+    public ObjectService Objects { get; }
+
+    public string Url { get; private set; } = "";
+
+    public static CoordinatorServer Create(CoordinatorOptions options)
+    {
+        if (options.DataPath.Replicas < 1)
+        {
+            throw new ArgumentException("--replicas must be at least 1");
+        }
+        var store = MetaStore.Open(options.DbDir);
+        var builder = ServerHost.CreateBuilder("nanokv-coordinator", options.Host, options.Port, options.LogLevel);
+        var app = builder.Build();
+        var http = NodeHttp.Create(options.Secret);
+        var nodes = new NodeRegistry(store, http, options.Health, app.Logger);
+        nodes.Load(options.Volumes);
+        var clock = new VersionClock(store.VersionHighWater());
+        var volumes = new VolumeClient(http, options.DataPath.RetryTimeBox, options.DataPath.AttemptTimeout);
+        var objects = new ObjectService(store, nodes, volumes, clock, options.DataPath, app.Logger);
+        var server = new CoordinatorServer(options, app, store, nodes, objects, http);
+        app.UseJsonErrors();
+        app.UseClusterSecret(options.Secret);
+        server.MapRoutes();
+        return server;
+    }
+
+    public async Task StartAsync(CancellationToken ct = default)
+    {
+        await _app.StartAsync(ct);
+        Url = ServerHost.BoundAddress(_app).ToString().TrimEnd('/');
+        // One probe round before serving decisions, so static volumes are known alive right away.
+        await Nodes.ProbeAllAsync(ct);
+        _background.Add(Task.Run(() => Nodes.ProbeLoopAsync(_stop.Token), CancellationToken.None));
+        _background.Add(Task.Run(() => RunRecoveryAsync(_stop.Token), CancellationToken.None));
+        _app.Logger.LogInformation("coordinator at {Url}, index {Db}, {Replicas} replicas", Url, Options.DbDir, Options.DataPath.Replicas);
+    }
+
+    public Task WaitForShutdownAsync(CancellationToken ct = default) => _app.WaitForShutdownAsync(ct);
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        await _app.StopAsync(CancellationToken.None);
+        try
+        {
+            await Task.WhenAll(_background);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        await _app.DisposeAsync();
+        Store.Dispose();
+        _http.Dispose();
+        _stop.Dispose();
+    }
+
+    private async Task RunRecoveryAsync(CancellationToken ct)
+    {
+        try
+        {
+            await Objects.RecoverPendingAsync(ct);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        catch (Exception ex)
+        {
+            _app.Logger.LogError(ex, "recovery of pending writes failed");
+        }
+    }
+
+    private void MapRoutes()
+    {
+        var app = _app;
+        app.MapGet("/healthz", (Delegate)(async (HttpContext ctx) =>
+            ServerHost.IsExactRoute(ctx, "/healthz")
+                ? Results.Json(new { status = "ok", alive_nodes = Nodes.AliveIds().Count, replicas = Options.DataPath.Replicas })
+                : await ObjectRoute(ctx)));
+
+        app.MapPost("/admin/join", async Task<IResult> (HttpContext ctx) =>
+        {
+            var a = await ReadAnnounceAsync(ctx);
+            if (a is null)
+            {
+                return ApiError.BadRequest(ApiError.Codes.InvalidArgument, "body must be {node_id, url}");
+            }
+            Nodes.Join(a);
+            return Results.Json(new { joined = true, node_id = a.NodeId });
+        });
+        app.MapPost("/admin/heartbeat", async Task<IResult> (HttpContext ctx) =>
+        {
+            var a = await ReadAnnounceAsync(ctx);
+            if (a is null)
+            {
+                return ApiError.BadRequest(ApiError.Codes.InvalidArgument, "body must be {node_id, url}");
+            }
+            return Nodes.Heartbeat(a)
+                ? Results.Json(new { ok = true })
+                : ApiError.NotFoundResult($"node {a.NodeId} is not registered; POST /admin/join first");
+        });
+        app.MapGet("/admin/nodes", () => Results.Json(Nodes.Views()));
+
+        app.MapMethods("/{**key}", ["GET", "HEAD", "PUT", "DELETE"], (Func<HttpContext, Task<IResult>>)ObjectRoute);
+        app.MapFallback((HttpContext ctx) => ApiError.Result(
+            ctx.Request.Path.StartsWithSegments("/admin") || ctx.Request.Path.StartsWithSegments("/internal") ? 404 : 405,
+            ApiError.Codes.NotFound,
+            $"no route for {ctx.Request.Method} {ctx.Request.Path}"));
+    }
+
+    private async Task<IResult> ObjectRoute(HttpContext ctx)
+    {
+        if (!KeyCodec.TryParseTarget(ServerHost.RawTarget(ctx), out var key, out var error))
+        {
+            return ApiError.BadRequest(ApiError.Codes.InvalidKey, error);
+        }
+        var method = ctx.Request.Method;
+        if (HttpMethods.IsPut(method))
+        {
+            return await Objects.PutAsync(ctx, key);
+        }
+        if (HttpMethods.IsDelete(method))
+        {
+            return await Objects.DeleteAsync(key, ctx.RequestAborted);
+        }
+        return await Objects.GetAsync(ctx, key, HttpMethods.IsHead(method));
+    }
+
+    private static async Task<NodeAnnounce?> ReadAnnounceAsync(HttpContext ctx)
+    {
+        try
+        {
+            var a = await ctx.Request.ReadFromJsonAsync<NodeAnnounce>(ctx.RequestAborted);
+            return a is null || string.IsNullOrWhiteSpace(a.NodeId) || !Uri.TryCreate(a.Url, UriKind.Absolute, out _) ? null : a;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return null;
+        }
+    }
+}

@@ -1,0 +1,186 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using RocksDbSharp;
+
+namespace NanoKv.Coordinator;
+
+/// <summary>Lifecycle of an object's metadata.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<ObjectState>))]
+public enum ObjectState
+{
+    Pending,
+    Committed,
+    Tombstoned,
+}
+
+/// <summary>What the coordinator knows about one key.</summary>
+public sealed record ObjectMeta
+{
+    public ObjectState State { get; init; }
+
+    public long Size { get; init; }
+
+    public string Etag { get; init; } = "";
+
+    public List<string> Replicas { get; init; } = [];
+
+    public string UploadId { get; init; } = "";
+
+    /// <summary>Write version (Unix µs from the coordinator's clock); volumes stamp blobs and tombstones with it.</summary>
+    public long Version { get; init; }
+
+    public long CreatedMs { get; init; }
+
+    public long UpdatedMs { get; init; }
+}
+
+/// <summary>A volume the coordinator has heard of, persisted so a restart remembers joined nodes.</summary>
+public sealed record NodeRecord(string NodeId, string Url);
+
+/// <summary>
+/// RocksDB metadata. Key layout: "m/"+key → object meta; "p/"+key → marker for pending writes (so restart
+/// finds them without a full scan); "n/"+node id → node record; "s/version" → version high-water mark.
+/// Values are one format byte (1) followed by UTF-8 JSON, so the encoding can evolve.
+/// </summary>
+public sealed class MetaStore : IDisposable
+{
+    private const byte FormatV1 = 1;
+    private static readonly byte[] MetaPrefix = "m/"u8.ToArray();
+    private static readonly byte[] PendingPrefix = "p/"u8.ToArray();
+    private static readonly byte[] NodePrefix = "n/"u8.ToArray();
+    private static readonly byte[] VersionKey = "s/version"u8.ToArray();
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+    private readonly RocksDb _db;
+    private readonly WriteOptions _sync = new WriteOptions().SetSync(true);
+
+    private MetaStore(RocksDb db) => _db = db;
+
+    /// <summary>Opens (creating) the index; a clear message when another process holds it.</summary>
+    public static MetaStore Open(string dir)
+    {
+        Directory.CreateDirectory(dir);
+        var options = new DbOptions().SetCreateIfMissing(true).SetKeepLogFileNum(3);
+        try
+        {
+            return new MetaStore(RocksDb.Open(options, Path.GetFullPath(dir)));
+        }
+        catch (RocksDbException ex) when (ex.Message.Contains("lock", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new InvalidOperationException(
+                $"the index at {dir} is locked by another process (is a coordinator running on it? RocksDB allows one writer; stop it or use --coord URL)", ex);
+        }
+    }
+
+    public ObjectMeta? Get(ReadOnlySpan<byte> key)
+    {
+        var v = _db.Get(Concat(MetaPrefix, key));
+        return v is null ? null : Decode<ObjectMeta>(v);
+    }
+
+    /// <summary>Writes meta durably (fsync'd WAL), maintaining the pending index and the version high-water mark.</summary>
+    public void Put(ReadOnlySpan<byte> key, ObjectMeta meta)
+    {
+        using var batch = new WriteBatch();
+        batch.Put(Concat(MetaPrefix, key), Encode(meta));
+        if (meta.State == ObjectState.Pending)
+        {
+            batch.Put(Concat(PendingPrefix, key), Array.Empty<byte>());
+        }
+        else
+        {
+            batch.Delete(Concat(PendingPrefix, key));
+        }
+        if (meta.Version > _highWater)
+        {
+            _highWater = meta.Version;
+            batch.Put(VersionKey, BitConverter.GetBytes(meta.Version));
+        }
+        _db.Write(batch, _sync);
+    }
+
+    private long _highWater;
+
+    /// <summary>Highest version ever written, so the clock never goes back across restarts.</summary>
+    public long VersionHighWater()
+    {
+        var v = _db.Get(VersionKey);
+        _highWater = v is { Length: 8 } ? BitConverter.ToInt64(v) : 0;
+        return _highWater;
+    }
+
+    public void Remove(ReadOnlySpan<byte> key)
+    {
+        using var batch = new WriteBatch();
+        batch.Delete(Concat(MetaPrefix, key));
+        batch.Delete(Concat(PendingPrefix, key));
+        _db.Write(batch, _sync);
+    }
+
+    /// <summary>Keys with a pending write (left by a crash when read at startup).</summary>
+    public List<byte[]> PendingKeys() => ScanKeys(PendingPrefix, null).Select(e => e.Key).ToList();
+
+    /// <summary>All object metas in key order, starting after the given key.</summary>
+    public IEnumerable<(byte[] Key, ObjectMeta Meta)> Scan(byte[]? after = null)
+    {
+        foreach (var (key, value) in ScanKeys(MetaPrefix, after))
+        {
+            yield return (key, Decode<ObjectMeta>(value));
+        }
+    }
+
+    public void PutNode(NodeRecord node) => _db.Put(Concat(NodePrefix, Encoding.UTF8.GetBytes(node.NodeId)), Encode(node), writeOptions: _sync);
+
+    public List<NodeRecord> Nodes() => ScanKeys(NodePrefix, null).Select(e => Decode<NodeRecord>(e.Value)).ToList();
+
+    public void Dispose()
+    {
+        _db.Dispose();
+    }
+
+    private IEnumerable<(byte[] Key, byte[] Value)> ScanKeys(byte[] prefix, byte[]? after)
+    {
+        using var it = _db.NewIterator();
+        it.Seek(after is null ? prefix : Concat(prefix, after));
+        while (it.Valid())
+        {
+            var k = it.Key();
+            if (!k.AsSpan().StartsWith(prefix))
+            {
+                yield break;
+            }
+            var userKey = k[prefix.Length..];
+            if (after is null || !userKey.AsSpan().SequenceEqual(after))
+            {
+                yield return (userKey, it.Value());
+            }
+            it.Next();
+        }
+    }
+
+    private static byte[] Encode<T>(T value)
+    {
+        var json = JsonSerializer.SerializeToUtf8Bytes(value, Json);
+        var buf = new byte[json.Length + 1];
+        buf[0] = FormatV1;
+        json.CopyTo(buf, 1);
+        return buf;
+    }
+
+    private static T Decode<T>(byte[] value)
+    {
+        if (value.Length == 0 || value[0] != FormatV1)
+        {
+            throw new InvalidDataException($"unknown metadata format {(value.Length == 0 ? -1 : value[0])}");
+        }
+        return JsonSerializer.Deserialize<T>(value.AsSpan(1), Json)!;
+    }
+
+    private static byte[] Concat(byte[] prefix, ReadOnlySpan<byte> key)
+    {
+        var buf = new byte[prefix.Length + key.Length];
+        prefix.CopyTo(buf, 0);
+        key.CopyTo(buf.AsSpan(prefix.Length));
+        return buf;
+    }
+}

@@ -1,0 +1,459 @@
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using NanoKv.Core;
+
+namespace NanoKv.Coordinator;
+
+/// <summary>Tunables of the data path.</summary>
+public sealed record DataPathSettings
+{
+    public int Replicas { get; init; } = 3;
+
+    /// <summary>Proxy GET bodies through the coordinator instead of redirecting to a volume.</summary>
+    public bool ProxyGet { get; init; }
+
+    /// <summary>How long control calls (prepare/commit/abort/delete) keep retrying transient failures.</summary>
+    public TimeSpan RetryTimeBox { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Deadline of one control call attempt (a stalled volume must not hang a PUT).</summary>
+    public TimeSpan AttemptTimeout { get; init; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>How long recovery waits for an unreachable replica before treating its commit as failed.</summary>
+    public TimeSpan RecoveryGiveUp { get; init; } = TimeSpan.FromMinutes(10);
+}
+
+/// <summary>
+/// PUT/GET/DELETE of objects: the coordinator side of prepare → upload → verify → commit, with abort on
+/// any failure before commit and rollback of partial commits, so a key is either fully written or absent.
+/// </summary>
+public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeClient volumes, VersionClock clock, DataPathSettings settings, ILogger logger)
+{
+    private readonly SemaphoreSlim[] _stripes = [.. Enumerable.Range(0, 256).Select(_ => new SemaphoreSlim(1, 1))];
+
+    public DataPathSettings Settings => settings;
+
+    /// <summary>Write-once PUT streamed to every replica at once.</summary>
+    public async Task<IResult> PutAsync(HttpContext ctx, byte[] key)
+    {
+        ServerHost.AllowLargeBody(ctx);
+        var length = ctx.Request.ContentLength;
+        if (length > ServerHost.MaxObjectBytes)
+        {
+            return ApiError.Result(413, ApiError.Codes.InvalidArgument, $"objects are limited to {ServerHost.MaxObjectBytes} bytes");
+        }
+        var n = settings.Replicas;
+        ObjectMeta? previous;
+        ObjectMeta pending;
+        List<string> ranked;
+        using (await LockAsync(key))
+        {
+            previous = store.Get(key);
+            if (previous?.State == ObjectState.Committed)
+            {
+                return ApiError.Conflict(ApiError.Codes.KeyExists, $"key {KeyCodec.Display(key)} already exists; objects are write-once (DELETE it first)");
+            }
+            if (previous?.State == ObjectState.Pending)
+            {
+                return ApiError.Conflict(ApiError.Codes.WriteInProgress, $"another write of key {KeyCodec.Display(key)} is in progress");
+            }
+            var alive = nodes.AliveIds();
+            if (alive.Count < n)
+            {
+                return ApiError.Unavailable(ApiError.Codes.InsufficientNodes, $"{alive.Count} alive volumes, {n} replicas required");
+            }
+            ranked = Placement.Rank(key, alive);
+            var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+            pending = new ObjectMeta
+            {
+                State = ObjectState.Pending,
+                Replicas = ranked.GetRange(0, n),
+                UploadId = Guid.NewGuid().ToString("N"),
+                Version = clock.Next(),
+                CreatedMs = now,
+                UpdatedMs = now,
+            };
+            store.Put(key, pending);
+        }
+
+        var prepared = new List<string>();
+        var committed = false;
+        try
+        {
+            // Prepare: reserve an upload on N nodes; a node that fails is replaced by the next in HRW order.
+            var failures = new List<string>();
+            var results = await Task.WhenAll(pending.Replicas.Select(id => PrepareAsync(id, key, pending.UploadId, length)));
+            var spare = new Queue<string>(ranked.Skip(n));
+            for (var i = 0; i < results.Length; i++)
+            {
+                var id = pending.Replicas[i];
+                if (results[i].Ok)
+                {
+                    prepared.Add(id);
+                    continue;
+                }
+                failures.Add($"{id}: {results[i].Describe()}");
+                if (results[i].Status == 507 && spare.Count == 0)
+                {
+                    await AbortAsync(key, pending, prepared, previous);
+                    return ApiError.Result(507, ApiError.Codes.InsufficientStorage, string.Join("; ", failures));
+                }
+                while (spare.TryDequeue(out var next))
+                {
+                    var r = await PrepareAsync(next, key, pending.UploadId, length);
+                    if (r.Ok)
+                    {
+                        prepared.Add(next);
+                        break;
+                    }
+                    failures.Add($"{next}: {r.Describe()}");
+                }
+            }
+            if (prepared.Count < n)
+            {
+                await AbortAsync(key, pending, prepared, previous);
+                return ApiError.Unavailable(ApiError.Codes.InsufficientNodes, $"could not prepare {n} replicas: {string.Join("; ", failures)}");
+            }
+            if (!prepared.SequenceEqual(pending.Replicas))
+            {
+                pending = pending with { Replicas = [.. prepared] };
+                store.Put(key, pending);
+            }
+
+            // Upload: one read of the client body, hashed once, streamed to all replicas in parallel.
+            var (copy, uploads) = await UploadAsync(ctx, key, pending, length);
+            if (copy.Status == CopyStatus.Canceled || ctx.RequestAborted.IsCancellationRequested)
+            {
+                await AbortAsync(key, pending, prepared, previous);
+                return Results.Empty; // client went away
+            }
+            if (copy.Status == CopyStatus.InputError)
+            {
+                await AbortAsync(key, pending, prepared, previous);
+                return copy.Error is InvalidDataException
+                    ? ApiError.Result(413, ApiError.Codes.SizeMismatch, copy.Error.Message)
+                    : ApiError.BadRequest(ApiError.Codes.UploadIncomplete, $"request body ended after {copy.Bytes} bytes: {copy.Error?.Message}");
+            }
+            for (var i = 0; i < uploads.Length; i++)
+            {
+                if (!uploads[i].Ok)
+                {
+                    await AbortAsync(key, pending, prepared, previous);
+                    var status = uploads[i].Status is 507 ? 507 : 503;
+                    return ApiError.Result(status, status == 507 ? ApiError.Codes.InsufficientStorage : ApiError.Codes.ReplicaFailed,
+                        $"upload to {prepared[i]} failed: {uploads[i].Describe()}");
+                }
+            }
+            if (!copy.Ok)
+            {
+                await AbortAsync(key, pending, prepared, previous);
+                return ApiError.Unavailable(ApiError.Codes.ReplicaFailed, $"upload failed: {copy.Error?.Message}");
+            }
+            if (length is long want && copy.Bytes != want)
+            {
+                await AbortAsync(key, pending, prepared, previous);
+                return ApiError.BadRequest(ApiError.Codes.UploadIncomplete, $"received {copy.Bytes} bytes, Content-Length said {want}");
+            }
+            // Verify: every replica must have fsync'd exactly the bytes we read.
+            for (var i = 0; i < uploads.Length; i++)
+            {
+                var got = uploads[i].As<UploadResult>();
+                if (got is null || got.Size != copy.Bytes || !string.Equals(got.Etag, copy.Etag, StringComparison.Ordinal))
+                {
+                    await AbortAsync(key, pending, prepared, previous);
+                    return ApiError.Result(502, ApiError.Codes.ChecksumMismatch,
+                        $"replica {prepared[i]} stored {got?.Size} bytes with etag {got?.Etag}; expected {copy.Bytes} bytes with etag {copy.Etag}");
+                }
+            }
+            // Recorded before commit so a coordinator crash during commit can roll forward.
+            pending = pending with { Size = copy.Bytes, Etag = copy.Etag };
+            store.Put(key, pending);
+
+            // Commit: not cancellable by the client from here on; a key must end fully written or absent.
+            committed = true;
+            var commits = await Task.WhenAll(prepared.Select(id =>
+                volumes.CommitAsync(nodes.UrlOf(id)!, key, pending.UploadId, pending.Version, CancellationToken.None)));
+            if (commits.All(c => c.Ok))
+            {
+                var meta = pending with { State = ObjectState.Committed, UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() };
+                store.Put(key, meta);
+                ctx.Response.Headers.ETag = $"\"{meta.Etag}\"";
+                return Results.Json(new { key = KeyCodec.Encode(key), size = meta.Size, etag = meta.Etag, replicas = meta.Replicas, version = meta.Version }, statusCode: 201);
+            }
+            var failed = prepared.Select((id, i) => (Id: id, Call: commits[i])).Where(x => !x.Call.Ok).Select(x => $"{x.Id}: {x.Call.Describe()}");
+            await RollBackAsync(key, pending, prepared.Where((_, i) => commits[i].Ok).ToList(), prepared.Where((_, i) => !commits[i].Ok).ToList());
+            return ApiError.Unavailable(ApiError.Codes.ReplicaFailed, $"commit failed on {string.Join("; ", failed)}; the write was rolled back");
+        }
+        catch (Exception ex) when (!committed)
+        {
+            logger.LogError(ex, "PUT {Key} failed before commit", KeyCodec.Display(key));
+            await AbortAsync(key, pending, prepared, previous);
+            throw;
+        }
+    }
+
+    /// <summary>GET: 302 to a live replica (the coordinator stays off the data path) or, in proxy mode, stream it.</summary>
+    public async Task<IResult> GetAsync(HttpContext ctx, byte[] key, bool headOnly)
+    {
+        var meta = store.Get(key);
+        if (meta is null || meta.State != ObjectState.Committed)
+        {
+            return ApiError.NotFoundResult($"key {KeyCodec.Display(key)} not found");
+        }
+        var candidates = meta.Replicas
+            .Select(id => (Id: id, Status: nodes.StatusOf(id), Url: nodes.UrlOf(id)))
+            .Where(c => c.Status != NodeStatus.Down && c.Url is not null)
+            .OrderBy(c => c.Status)
+            .ToList();
+        ctx.Response.Headers.ETag = $"\"{meta.Etag}\"";
+        if (headOnly)
+        {
+            ctx.Response.ContentLength = meta.Size;
+            ctx.Response.Headers.AcceptRanges = "bytes";
+            ctx.Response.ContentType = "application/octet-stream";
+            return Results.Empty;
+        }
+        if (candidates.Count == 0)
+        {
+            return ApiError.Unavailable(ApiError.Codes.Unavailable, $"no live replica of {KeyCodec.Display(key)} (replicas: {string.Join(", ", meta.Replicas)})");
+        }
+        var proxy = settings.ProxyGet || ctx.Request.Query["proxy"] is var q && (q == "1" || q == "true");
+        if (!proxy)
+        {
+            return Results.Redirect(candidates[0].Url + "/" + KeyCodec.UrlPath(key));
+        }
+        foreach (var c in candidates)
+        {
+            if (await TryProxyAsync(ctx, c.Url!, key, meta))
+            {
+                return Results.Empty;
+            }
+            nodes.ReportFailure(c.Id);
+        }
+        return ctx.Response.HasStarted ? Results.Empty : ApiError.Unavailable(ApiError.Codes.Unavailable, "every replica failed to serve the object");
+    }
+
+    /// <summary>DELETE: tombstone first (the key is gone from then on), then delete on every replica.</summary>
+    public async Task<IResult> DeleteAsync(byte[] key, CancellationToken ct)
+    {
+        ObjectMeta tomb;
+        using (await LockAsync(key))
+        {
+            var meta = store.Get(key);
+            // A pending write is not visible yet: this DELETE linearizes before it.
+            if (meta is null || meta.State != ObjectState.Committed)
+            {
+                return Results.NoContent();
+            }
+            tomb = meta with { State = ObjectState.Tombstoned, Version = clock.Next(), UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() };
+            store.Put(key, tomb);
+        }
+        await FanOutDeleteAsync(key, tomb.Replicas, tomb.Version);
+        return Results.NoContent();
+    }
+
+    /// <summary>
+    /// Sends deletes (volume tombstones) to the replicas. If none of them could record it, the tombstone is
+    /// written to other live nodes too, so a rebuild from volumes still sees the delete.
+    /// </summary>
+    public async Task<int> FanOutDeleteAsync(byte[] key, IReadOnlyList<string> replicas, long version)
+    {
+        var results = await Task.WhenAll(replicas.Select(id => nodes.UrlOf(id) is string url
+            ? volumes.DeleteAsync(url, key, version, CancellationToken.None)
+            : Task.FromResult(new CallResult(false, 0, "unknown node", false))));
+        var ok = results.Count(r => r.Ok);
+        if (ok == 0)
+        {
+            var others = nodes.AliveIds().Except(replicas).Take(Math.Max(1, replicas.Count));
+            await Task.WhenAll(others.Select(id => volumes.DeleteAsync(nodes.UrlOf(id)!, key, version, CancellationToken.None)));
+        }
+        if (ok < replicas.Count)
+        {
+            logger.LogWarning("delete of {Key} reached {Ok}/{N} replicas; gc will finish it", KeyCodec.Display(key), ok, replicas.Count);
+        }
+        return ok;
+    }
+
+    /// <summary>
+    /// Resolves writes left pending by a crash: roll forward when every replica committed, otherwise
+    /// roll back. Keys whose replicas cannot be reached are retried until RecoveryGiveUp.
+    /// </summary>
+    public async Task RecoverPendingAsync(CancellationToken ct)
+    {
+        var started = DateTimeOffset.UtcNow;
+        var keys = store.PendingKeys();
+        while (keys.Count > 0 && !ct.IsCancellationRequested)
+        {
+            var giveUp = DateTimeOffset.UtcNow - started > settings.RecoveryGiveUp;
+            var left = new List<byte[]>();
+            foreach (var key in keys)
+            {
+                if (!await TryRecoverAsync(key, giveUp, ct))
+                {
+                    left.Add(key);
+                }
+            }
+            keys = left;
+            if (keys.Count > 0)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(2), ct);
+            }
+        }
+    }
+
+    private async Task<bool> TryRecoverAsync(byte[] key, bool giveUp, CancellationToken ct)
+    {
+        var meta = store.Get(key);
+        if (meta is null || meta.State != ObjectState.Pending)
+        {
+            return true;
+        }
+        var states = new Dictionary<string, string>();
+        foreach (var id in meta.Replicas)
+        {
+            var url = nodes.UrlOf(id);
+            var r = url is null ? null : await volumes.UploadStatusAsync(url, meta.UploadId, ct);
+            states[id] = r is { Ok: true } ? r.As<UploadStatus>()?.State ?? "unknown" : "unreachable";
+        }
+        if (states.Values.Contains("unreachable") && !giveUp)
+        {
+            return false;
+        }
+        var committedOn = states.Where(s => s.Value == "committed").Select(s => s.Key).ToList();
+        if (committedOn.Count == meta.Replicas.Count && meta.Etag.Length > 0)
+        {
+            store.Put(key, meta with { State = ObjectState.Committed, UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() });
+            logger.LogInformation("recovered pending {Key}: rolled forward", KeyCodec.Display(key));
+            return true;
+        }
+        await RollBackAsync(key, meta, committedOn, meta.Replicas.Except(committedOn).ToList());
+        logger.LogInformation("recovered pending {Key}: rolled back ({States})", KeyCodec.Display(key), string.Join(", ", states.Select(s => $"{s.Key}={s.Value}")));
+        return true;
+    }
+
+    /// <summary>Undoes a partially committed write: delete where committed, abort elsewhere, tombstone the key.</summary>
+    private async Task RollBackAsync(byte[] key, ObjectMeta pending, List<string> committedOn, List<string> others)
+    {
+        await Task.WhenAll(others.Where(id => nodes.UrlOf(id) is not null)
+            .Select(id => volumes.AbortAsync(nodes.UrlOf(id)!, pending.UploadId, CancellationToken.None)));
+        if (committedOn.Count == 0)
+        {
+            store.Remove(key);
+            return;
+        }
+        var version = clock.Next();
+        store.Put(key, pending with { State = ObjectState.Tombstoned, Version = version, Replicas = committedOn, UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() });
+        await FanOutDeleteAsync(key, committedOn, version);
+    }
+
+    private async Task AbortAsync(byte[] key, ObjectMeta pending, List<string> prepared, ObjectMeta? previous)
+    {
+        await Task.WhenAll(prepared.Select(id => volumes.AbortAsync(nodes.UrlOf(id)!, pending.UploadId, CancellationToken.None)));
+        if (previous is null)
+        {
+            store.Remove(key);
+        }
+        else
+        {
+            store.Put(key, previous);
+        }
+    }
+
+    private async Task<CallResult> PrepareAsync(string id, byte[] key, string uploadId, long? length)
+    {
+        var url = nodes.UrlOf(id);
+        if (url is null)
+        {
+            return new CallResult(false, 0, "unknown node", false);
+        }
+        var r = await volumes.PrepareAsync(url, key, uploadId, length, CancellationToken.None);
+        if (!r.Ok && r.Status == 0)
+        {
+            nodes.ReportFailure(id);
+        }
+        return r;
+    }
+
+    private async Task<(CopyResult Copy, CallResult[] Uploads)> UploadAsync(HttpContext ctx, byte[] key, ObjectMeta pending, long? length)
+    {
+        var targets = pending.Replicas;
+        var broadcast = new Broadcast(targets.Count);
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
+        var uploads = targets.Select((id, i) => Task.Run(async () =>
+        {
+            var r = await volumes.UploadAsync(nodes.UrlOf(id)!, pending.UploadId, broadcast.ContentFor(i, length), cts.Token);
+            if (!r.Ok)
+            {
+                broadcast.Fail(i, new IOException(r.Describe()));
+                await cts.CancelAsync(); // one failed replica fails the PUT: stop the others
+            }
+            return r;
+        })).ToArray();
+        var copy = await broadcast.PumpAsync(ctx.Request.Body, length ?? ServerHost.MaxObjectBytes, cts.Token);
+        if (!copy.Ok)
+        {
+            await cts.CancelAsync();
+        }
+        var results = await Task.WhenAll(uploads);
+        if (copy.Status == CopyStatus.Canceled && !ctx.RequestAborted.IsCancellationRequested)
+        {
+            copy = copy with { Status = CopyStatus.OutputError };
+        }
+        return (copy, results);
+    }
+
+    private async Task<bool> TryProxyAsync(HttpContext ctx, string url, byte[] key, ObjectMeta meta)
+    {
+        using var req = new HttpRequestMessage(HttpMethod.Get, url + "/" + KeyCodec.UrlPath(key));
+        var range = ctx.Request.Headers.Range.ToString();
+        if (range.Length > 0)
+        {
+            req.Headers.TryAddWithoutValidation("Range", range);
+        }
+        HttpResponseMessage resp;
+        try
+        {
+            resp = await volumes.Http.SendAsync(req, HttpCompletionOption.ResponseHeadersRead, ctx.RequestAborted);
+        }
+        catch (HttpRequestException)
+        {
+            return false;
+        }
+        using (resp)
+        {
+            if ((int)resp.StatusCode >= 500 || resp.StatusCode == System.Net.HttpStatusCode.NotFound)
+            {
+                return false;
+            }
+            ctx.Response.StatusCode = (int)resp.StatusCode;
+            ctx.Response.ContentLength = resp.Content.Headers.ContentLength;
+            ctx.Response.ContentType = "application/octet-stream";
+            ctx.Response.Headers.AcceptRanges = "bytes";
+            if (resp.Content.Headers.ContentRange is { } cr)
+            {
+                ctx.Response.Headers.ContentRange = cr.ToString();
+            }
+            await using var body = await resp.Content.ReadAsStreamAsync(ctx.RequestAborted);
+            var copy = await StreamCopier.CopyAsync(body, ctx.Response.Body, ctx.RequestAborted);
+            var full = resp.StatusCode == System.Net.HttpStatusCode.OK;
+            if (!copy.Ok || (full && (copy.Bytes != meta.Size || copy.Etag != meta.Etag)))
+            {
+                // Never end a response that carried wrong bytes normally: the client must see a failure.
+                logger.LogError("proxy GET of {Key} from {Url}: {Bytes} bytes, etag {Etag}, expected {Size}/{Want}", KeyCodec.Display(key), url, copy.Bytes, copy.Etag, meta.Size, meta.Etag);
+                ctx.Abort();
+            }
+            return true;
+        }
+    }
+
+    private async Task<IDisposable> LockAsync(byte[] key)
+    {
+        var s = _stripes[(int)(Placement.Score(key, "") % (ulong)_stripes.Length)];
+        await s.WaitAsync();
+        return new Releaser(s);
+    }
+
+    private sealed class Releaser(SemaphoreSlim s) : IDisposable
+    {
+        public void Dispose() => s.Release();
+    }
+}

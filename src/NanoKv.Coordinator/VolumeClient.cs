@@ -1,0 +1,98 @@
+using System.Diagnostics;
+using System.Text.Json;
+using NanoKv.Core;
+
+namespace NanoKv.Coordinator;
+
+/// <summary>Outcome of a call to a volume: success with a body, or a failure classified for retry/abort.</summary>
+public sealed record CallResult(bool Ok, int Status, string Body, bool Transient)
+{
+    public T? As<T>() => JsonSerializer.Deserialize<T>(Body, JsonSerializerOptions.Web);
+
+    public string Describe() => Status == 0 ? Body : $"HTTP {Status}: {Body}";
+}
+
+/// <summary>
+/// The coordinator's calls to volumes. Control calls (prepare, commit, abort, delete, status) are retried
+/// with exponential backoff inside a time box when the failure is transient: connection errors, timeouts,
+/// 5xx (but not 507) and 429. A definite answer (4xx, 507) is returned at once.
+/// </summary>
+public sealed class VolumeClient(HttpClient http, TimeSpan timeBox, TimeSpan attemptTimeout)
+{
+    public HttpClient Http => http;
+
+    public Task<CallResult> PrepareAsync(string url, byte[] key, string uploadId, long? expectedSize, CancellationToken ct) =>
+        PostAsync($"{url}/internal/prepare?key={KeyCodec.Encode(key)}&upload_id={uploadId}" + (expectedSize is long n ? $"&expected_size={n}" : ""), ct);
+
+    public Task<CallResult> CommitAsync(string url, byte[] key, string uploadId, long version, CancellationToken ct) =>
+        PostAsync($"{url}/internal/commit?upload_id={uploadId}&key={KeyCodec.Encode(key)}&version={version}", ct);
+
+    public Task<CallResult> AbortAsync(string url, string uploadId, CancellationToken ct) =>
+        PostAsync($"{url}/internal/abort?upload_id={uploadId}", ct);
+
+    public Task<CallResult> DeleteAsync(string url, byte[] key, long version, CancellationToken ct) =>
+        PostAsync($"{url}/internal/delete?key={KeyCodec.Encode(key)}&version={version}", ct);
+
+    public Task<CallResult> PullAsync(string url, string uploadId, string from, string etag, CancellationToken ct) =>
+        SendWithRetryAsync(() => new HttpRequestMessage(HttpMethod.Post, $"{url}/internal/pull?upload_id={uploadId}&from={Uri.EscapeDataString(from)}&etag={etag}"), null, ct);
+
+    public Task<CallResult> UploadStatusAsync(string url, string uploadId, CancellationToken ct) =>
+        SendWithRetryAsync(() => new HttpRequestMessage(HttpMethod.Get, $"{url}/internal/upload?upload_id={uploadId}"), attemptTimeout, ct);
+
+    public Task<CallResult> BlobInfoAsync(string url, byte[] key, bool deep, CancellationToken ct) =>
+        SendWithRetryAsync(() => new HttpRequestMessage(HttpMethod.Get, $"{url}/admin/blob?key={KeyCodec.Encode(key)}&deep={(deep ? "true" : "false")}"), null, ct);
+
+    /// <summary>Streams one upload body (no retry: the body cannot be replayed).</summary>
+    public async Task<CallResult> UploadAsync(string url, string uploadId, HttpContent content, CancellationToken ct)
+    {
+        using var req = new HttpRequestMessage(HttpMethod.Put, $"{url}/internal/upload?upload_id={uploadId}") { Content = content };
+        return await SendOnceAsync(req, ct);
+    }
+
+    private Task<CallResult> PostAsync(string url, CancellationToken ct) =>
+        SendWithRetryAsync(() => new HttpRequestMessage(HttpMethod.Post, url), attemptTimeout, ct);
+
+    private async Task<CallResult> SendWithRetryAsync(Func<HttpRequestMessage> make, TimeSpan? perAttempt, CancellationToken ct)
+    {
+        var sw = Stopwatch.StartNew();
+        var delay = TimeSpan.FromMilliseconds(50);
+        while (true)
+        {
+            CallResult result;
+            using (var cts = CancellationTokenSource.CreateLinkedTokenSource(ct))
+            {
+                if (perAttempt is { } t)
+                {
+                    cts.CancelAfter(t);
+                }
+                using var req = make();
+                result = await SendOnceAsync(req, cts.Token);
+            }
+            ct.ThrowIfCancellationRequested();
+            if (result.Ok || !result.Transient || sw.Elapsed + delay > timeBox)
+            {
+                return result;
+            }
+            await Task.Delay(delay, ct);
+            delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(1).Ticks));
+        }
+    }
+
+    private async Task<CallResult> SendOnceAsync(HttpRequestMessage req, CancellationToken ct)
+    {
+        try
+        {
+            using var resp = await http.SendAsync(req, HttpCompletionOption.ResponseContentRead, ct);
+            var body = await resp.Content.ReadAsStringAsync(ct);
+            return new CallResult(resp.IsSuccessStatusCode, (int)resp.StatusCode, body, NodeHttp.IsTransient(resp.StatusCode));
+        }
+        catch (HttpRequestException ex)
+        {
+            return new CallResult(false, 0, $"connection failed: {ex.Message}", true);
+        }
+        catch (OperationCanceledException)
+        {
+            return new CallResult(false, 0, "timed out", true);
+        }
+    }
+}

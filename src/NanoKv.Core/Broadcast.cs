@@ -1,0 +1,152 @@
+using System.Buffers;
+using System.Net;
+using System.Threading.Channels;
+
+namespace NanoKv.Core;
+
+/// <summary>
+/// Streams one source to N HTTP request bodies at once, so a PUT writes every replica in parallel and the
+/// source is read and hashed once. Each chunk is shared by reference (no per-replica copy) and returned to
+/// the pool when the last replica has sent it; bounded channels give backpressure to the slowest replica.
+/// </summary>
+public sealed class Broadcast
+{
+    private const int ChunksInFlight = 4;
+    private readonly Channel<Chunk>[] _channels;
+
+    public Broadcast(int targets)
+    {
+        _channels = new Channel<Chunk>[targets];
+        for (var i = 0; i < targets; i++)
+        {
+            _channels[i] = Channel.CreateBounded<Chunk>(new BoundedChannelOptions(ChunksInFlight) { SingleReader = true, SingleWriter = true });
+        }
+    }
+
+    /// <summary>The request body for target i; length is sent as Content-Length when known, else chunked.</summary>
+    public HttpContent ContentFor(int i, long? length) => new TargetContent(this, i, length);
+
+    /// <summary>Marks target i failed so the pump stops instead of waiting on it forever.</summary>
+    public void Fail(int i, Exception error)
+    {
+        _channels[i].Writer.TryComplete(error);
+        Drain(i);
+    }
+
+    /// <summary>Reads src to the end and hands each chunk to every target; OutputError when any target failed.</summary>
+    public async Task<CopyResult> PumpAsync(Stream src, long maxBytes, CancellationToken ct)
+    {
+        var result = await StreamCopier.CopyAsync(src, SendAsync, maxBytes, ct);
+        foreach (var ch in _channels)
+        {
+            if (result.Ok)
+            {
+                ch.Writer.TryComplete();
+            }
+            else
+            {
+                ch.Writer.TryComplete(result.Error ?? new OperationCanceledException());
+            }
+        }
+        return result;
+    }
+
+    private async ValueTask SendAsync(ReadOnlyMemory<byte> data, CancellationToken ct)
+    {
+        // The copier reuses its buffer, so each chunk gets its own pooled copy shared by all targets.
+        var chunk = new Chunk(data, _channels.Length);
+        for (var i = 0; i < _channels.Length; i++)
+        {
+            var writer = _channels[i].Writer;
+            if (writer.TryWrite(chunk))
+            {
+                continue;
+            }
+            try
+            {
+                await writer.WriteAsync(chunk, ct);
+            }
+            catch
+            {
+                for (var j = i; j < _channels.Length; j++)
+                {
+                    chunk.Release();
+                }
+                throw;
+            }
+        }
+    }
+
+    private void Drain(int i)
+    {
+        while (_channels[i].Reader.TryRead(out var c))
+        {
+            c.Release();
+        }
+    }
+
+    private sealed class Chunk
+    {
+        private readonly byte[] _buffer;
+        private int _refs;
+
+        public Chunk(ReadOnlyMemory<byte> data, int refs)
+        {
+            _buffer = ArrayPool<byte>.Shared.Rent(data.Length);
+            data.CopyTo(_buffer);
+            Length = data.Length;
+            _refs = refs;
+        }
+
+        public int Length { get; }
+
+        public ReadOnlyMemory<byte> Memory => _buffer.AsMemory(0, Length);
+
+        public void Release()
+        {
+            if (Interlocked.Decrement(ref _refs) == 0)
+            {
+                ArrayPool<byte>.Shared.Return(_buffer);
+            }
+        }
+    }
+
+    private sealed class TargetContent(Broadcast owner, int index, long? length) : HttpContent
+    {
+        protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
+            SerializeToStreamAsync(stream, context, CancellationToken.None);
+
+        protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
+        {
+            var reader = owner._channels[index].Reader;
+            try
+            {
+                while (await reader.WaitToReadAsync(cancellationToken))
+                {
+                    while (reader.TryRead(out var chunk))
+                    {
+                        try
+                        {
+                            await stream.WriteAsync(chunk.Memory, cancellationToken);
+                        }
+                        finally
+                        {
+                            chunk.Release();
+                        }
+                    }
+                }
+            }
+            catch (Exception ex)
+            {
+                owner.Fail(index, ex);
+                throw;
+            }
+        }
+
+        protected override bool TryComputeLength(out long len)
+        {
+            len = length ?? 0;
+            return length.HasValue;
+        }
+    }
+}

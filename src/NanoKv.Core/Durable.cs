@@ -1,0 +1,109 @@
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace NanoKv.Core;
+
+/// <summary>Durability helpers: fsync of files and directories, and atomic small-file writes.</summary>
+public static partial class Durable
+{
+    /// <summary>fsyncs a directory so a rename or create inside it survives a power cut.</summary>
+    public static void FsyncDirectory(string dir)
+    {
+        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS())
+        {
+            return; // Windows has no directory fsync; NTFS journals metadata.
+        }
+        var fd = Open(dir, 0 /* O_RDONLY */);
+        if (fd < 0)
+        {
+            throw new IOException($"open({dir}) for fsync failed: errno {Marshal.GetLastPInvokeError()}");
+        }
+        try
+        {
+            if (Fsync(fd) != 0)
+            {
+                throw new IOException($"fsync({dir}) failed: errno {Marshal.GetLastPInvokeError()}");
+            }
+        }
+        finally
+        {
+            _ = Close(fd);
+        }
+    }
+
+    /// <summary>Flushes a file's data and metadata to stable storage.</summary>
+    public static void FsyncFile(SafeFileHandle handle) => RandomAccess.FlushToDisk(handle);
+
+    /// <summary>Writes a small file atomically: temp file, fsync, rename, fsync directory.</summary>
+    public static void WriteAllBytes(string path, ReadOnlySpan<byte> data)
+    {
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        var tmp = path + ".tmp-" + Guid.NewGuid().ToString("N")[..8];
+        using (var h = File.OpenHandle(tmp, FileMode.CreateNew, FileAccess.Write))
+        {
+            RandomAccess.Write(h, data, 0);
+            RandomAccess.FlushToDisk(h);
+        }
+        File.Move(tmp, path, overwrite: true);
+        FsyncDirectory(dir);
+    }
+
+    /// <summary>Creates a directory chain, fsyncing each parent that gained an entry.</summary>
+    public static void CreateDirectory(string dir)
+    {
+        if (Directory.Exists(dir))
+        {
+            return;
+        }
+        var parent = Path.GetDirectoryName(Path.TrimEndingDirectorySeparator(dir));
+        if (!string.IsNullOrEmpty(parent))
+        {
+            CreateDirectory(parent);
+        }
+        Directory.CreateDirectory(dir);
+        if (!string.IsNullOrEmpty(parent))
+        {
+            FsyncDirectory(parent);
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Open(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
+    private static partial int Fsync(int fd);
+
+    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
+    private static partial int Close(int fd);
+}
+
+/// <summary>Best-effort extended attributes (Linux): where the filesystem has none, callers fall back.</summary>
+public static partial class Xattr
+{
+    public static bool TrySet(string path, string name, string value)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return false;
+        }
+        var bytes = System.Text.Encoding.UTF8.GetBytes(value);
+        return SetXattr(path, name, bytes, (nuint)bytes.Length, 0) == 0;
+    }
+
+    public static string? TryGet(string path, string name)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return null;
+        }
+        var buf = new byte[256];
+        var n = GetXattr(path, name, buf, (nuint)buf.Length);
+        return n <= 0 ? null : System.Text.Encoding.UTF8.GetString(buf, 0, (int)n);
+    }
+
+    [LibraryImport("libc", EntryPoint = "setxattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int SetXattr(string path, string name, byte[] value, nuint size, int flags);
+
+    [LibraryImport("libc", EntryPoint = "getxattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial nint GetXattr(string path, string name, byte[] value, nuint size);
+}

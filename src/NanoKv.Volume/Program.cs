@@ -1,0 +1,44 @@
+using System.CommandLine;
+using Microsoft.Extensions.Logging;
+using NanoKv.Core;
+using NanoKv.Volume;
+
+var data = new Option<string>("--data") { Description = "Data folder (blobs/, tmp/, tombs/ live under it)", Required = true };
+var host = new Option<string>("--host") { Description = "Address to bind", DefaultValueFactory = _ => "127.0.0.1" };
+var port = new Option<int>("--port") { Description = "Port to listen on (default: $V_PORT, else 3001)", DefaultValueFactory = _ => DefaultPort() };
+var nodeId = new Option<string?>("--node-id") { Description = "Stable node id (default: derived from the data folder and persisted in it)" };
+var publicUrl = new Option<string?>("--public-url") { Description = "URL clients and peers use to reach this volume (default: http://HOST:PORT)" };
+var coordinator = new Option<string?>("--coordinator") { Description = "Coordinator URL to join and send heartbeats to" };
+var secret = new Option<string?>("--secret") { Description = $"Cluster secret required on /internal and /admin (default: ${ClusterAuth.EnvVar})" };
+var heartbeat = new Option<int>("--heartbeat-ms") { Description = "Heartbeat interval in milliseconds", DefaultValueFactory = _ => 2000 };
+var faults = new Option<bool>("--enable-fault-injection") { Description = "Test only: enable POST /admin/faults (also NANOKV_FAULTS=1)" };
+var verbose = new Option<bool>("--verbose") { Description = "Debug logging" };
+
+var root = new RootCommand("nanokv volume server: stores blobs on the local filesystem and serves them over HTTP")
+{
+    data, host, port, nodeId, publicUrl, coordinator, secret, heartbeat, faults, verbose,
+};
+root.SetAction(async (parse, ct) =>
+{
+    var options = new VolumeOptions
+    {
+        DataDir = parse.GetValue(data)!,
+        Host = parse.GetValue(host)!,
+        Port = parse.GetValue(port),
+        NodeId = parse.GetValue(nodeId),
+        PublicUrl = parse.GetValue(publicUrl),
+        CoordinatorUrl = parse.GetValue(coordinator),
+        Secret = parse.GetValue(secret) ?? Environment.GetEnvironmentVariable(ClusterAuth.EnvVar),
+        HeartbeatInterval = TimeSpan.FromMilliseconds(parse.GetValue(heartbeat)),
+        EnableFaults = parse.GetValue(faults) || Environment.GetEnvironmentVariable("NANOKV_FAULTS") == "1",
+        LogLevel = parse.GetValue(verbose) ? LogLevel.Debug : LogLevel.Information,
+    };
+    await using var server = VolumeServer.Create(options);
+    await server.StartAsync(ct);
+    Console.WriteLine($"volume {server.NodeId} listening on {server.Url}");
+    await server.WaitForShutdownAsync(ct);
+    return 0;
+});
+return await root.Parse(args).InvokeAsync();
+
+static int DefaultPort() => int.TryParse(Environment.GetEnvironmentVariable("V_PORT"), out var p) ? p : 3001;

@@ -1,0 +1,445 @@
+using System.Globalization;
+using System.Net.Http.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using NanoKv.Core;
+
+namespace NanoKv.Volume;
+
+/// <summary>Settings of one volume server.</summary>
+public sealed record VolumeOptions
+{
+    public required string DataDir { get; init; }
+
+    public string Host { get; init; } = "127.0.0.1";
+
+    public int Port { get; init; } = 3001;
+
+    public string? NodeId { get; init; }
+
+    public string? PublicUrl { get; init; }
+
+    public string? CoordinatorUrl { get; init; }
+
+    public string? Secret { get; init; }
+
+    public bool EnableFaults { get; init; }
+
+    public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(2);
+
+    public LogLevel LogLevel { get; init; } = LogLevel.Information;
+}
+
+/// <summary>A running volume: the blob store behind the public, internal and admin HTTP API.</summary>
+public sealed class VolumeServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly HttpClient _http;
+    private readonly CancellationTokenSource _stop = new();
+    private Task? _heartbeats;
+
+    private VolumeServer(VolumeOptions options, WebApplication app, BlobStore store, string nodeId, HttpClient http)
+    {
+        Options = options;
+        _app = app;
+        Store = store;
+        NodeId = nodeId;
+        _http = http;
+    }
+
+    public VolumeOptions Options { get; }
+
+    public BlobStore Store { get; }
+
+    public string NodeId { get; }
+
+    public Faults Faults { get; } = new();
+
+    /// <summary>URL other nodes and clients use to reach this volume.</summary>
+    public string Url { get; private set; } = "";
+
+    public static VolumeServer Create(VolumeOptions options)
+    {
+        var store = new BlobStore(options.DataDir);
+        var nodeId = ResolveNodeId(options, store.Root);
+        var builder = ServerHost.CreateBuilder("nanokv-volume", options.Host, options.Port, options.LogLevel);
+        var app = builder.Build();
+        var server = new VolumeServer(options, app, store, nodeId, NodeHttp.Create(options.Secret));
+        app.UseJsonErrors();
+        app.UseClusterSecret(options.Secret);
+        server.MapRoutes();
+        return server;
+    }
+
+    public async Task StartAsync(CancellationToken ct = default)
+    {
+        await _app.StartAsync(ct);
+        Url = (Options.PublicUrl ?? ServerHost.BoundAddress(_app).ToString()).TrimEnd('/');
+        _app.Logger.LogInformation("volume {NodeId} serving {Dir} at {Url}", NodeId, Store.Root, Url);
+        if (Options.CoordinatorUrl is not null)
+        {
+            _heartbeats = Task.Run(() => HeartbeatLoopAsync(_stop.Token), CancellationToken.None);
+        }
+    }
+
+    public Task WaitForShutdownAsync(CancellationToken ct = default) => _app.WaitForShutdownAsync(ct);
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        if (_heartbeats is not null)
+        {
+            await _heartbeats;
+        }
+        await _app.StopAsync(CancellationToken.None);
+        await _app.DisposeAsync();
+        _http.Dispose();
+        _stop.Dispose();
+    }
+
+    private static string ResolveNodeId(VolumeOptions options, string root)
+    {
+        var file = Path.Combine(root, "node_id");
+        if (options.NodeId is not null)
+        {
+            if (!File.Exists(file) || File.ReadAllText(file).Trim() != options.NodeId)
+            {
+                Durable.WriteAllBytes(file, System.Text.Encoding.UTF8.GetBytes(options.NodeId));
+            }
+            return options.NodeId;
+        }
+        if (File.Exists(file))
+        {
+            return File.ReadAllText(file).Trim();
+        }
+        // Derived from the data folder so the same folder keeps the same identity, then persisted in it.
+        var id = "vol-" + KeyCodec.Hash(System.Text.Encoding.UTF8.GetBytes(root))[..8];
+        Durable.WriteAllBytes(file, System.Text.Encoding.UTF8.GetBytes(id));
+        return id;
+    }
+
+    private async Task HeartbeatLoopAsync(CancellationToken ct)
+    {
+        var coord = Options.CoordinatorUrl!.TrimEnd('/');
+        var joined = false;
+        while (!ct.IsCancellationRequested)
+        {
+            try
+            {
+                var announce = new NodeAnnounce(NodeId, Url, Store.CapacityBytes(), Store.FreeBytes());
+                using var resp = await _http.PostAsJsonAsync(coord + (joined ? "/admin/heartbeat" : "/admin/join"), announce, ct);
+                if (resp.IsSuccessStatusCode)
+                {
+                    if (!joined)
+                    {
+                        _app.Logger.LogInformation("joined coordinator {Coordinator} as {NodeId}", coord, NodeId);
+                    }
+                    joined = true;
+                }
+                else if (resp.StatusCode == System.Net.HttpStatusCode.NotFound)
+                {
+                    joined = false; // coordinator forgot us (e.g. new index): join again
+                }
+            }
+            catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException && !ct.IsCancellationRequested)
+            {
+                _app.Logger.LogDebug("heartbeat to {Coordinator} failed: {Error}", coord, ex.Message);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            try
+            {
+                await Task.Delay(Options.HeartbeatInterval, ct);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    private void MapRoutes()
+    {
+        var app = _app;
+        app.MapGet("/healthz", (HttpContext ctx) =>
+            ServerHost.IsExactRoute(ctx, "/healthz")
+                ? Results.Json(new VolumeHealth("ok", NodeId, Store.CapacityBytes(), Store.FreeBytes()))
+                : ServeBlob(ctx));
+
+        app.MapPost("/internal/prepare", Handler("prepare", ctx =>
+        {
+            var key = RequireKey(ctx, "key");
+            var uploadId = RequireString(ctx, "upload_id");
+            long? expected = OptionalLong(ctx, "expected_size");
+            return Task.FromResult(Results.Json(Store.Prepare(key, uploadId, expected)));
+        }));
+
+        app.MapMethods("/internal/upload", ["PUT", "POST"], Handler("upload", async ctx =>
+        {
+            ServerHost.AllowLargeBody(ctx);
+            var uploadId = RequireString(ctx, "upload_id");
+            var body = ctx.Request.Body;
+            if (Faults.Take("upload_corrupt") is not null)
+            {
+                body = new CorruptingStream(body);
+            }
+            var result = await Store.ReceiveAsync(uploadId, body, ctx.Request.Query["etag"], ctx.RequestAborted);
+            return Results.Json(result);
+        }));
+
+        app.MapGet("/internal/upload", Handler("status", ctx =>
+            Task.FromResult(Results.Json(Store.Status(RequireString(ctx, "upload_id"))))));
+
+        app.MapPost("/internal/pull", Handler("pull", PullAsync));
+
+        app.MapPost("/internal/commit", Handler("commit", ctx =>
+        {
+            var uploadId = RequireString(ctx, "upload_id");
+            var key = RequireKey(ctx, "key");
+            var version = OptionalLong(ctx, "version") ?? VersionNow();
+            Store.Commit(uploadId, key, version);
+            return Task.FromResult(Results.Json(new { committed = true, upload_id = uploadId, version }));
+        }));
+
+        app.MapPost("/internal/abort", Handler("abort", ctx =>
+        {
+            var uploadId = RequireString(ctx, "upload_id");
+            Store.Abort(uploadId);
+            return Task.FromResult(Results.Json(new { aborted = true, upload_id = uploadId }));
+        }));
+
+        app.MapPost("/internal/delete", Handler("delete", ctx =>
+        {
+            var key = RequireKey(ctx, "key");
+            var version = OptionalLong(ctx, "version") ?? VersionNow();
+            Store.Delete(key, version);
+            return Task.FromResult(Results.Json(new { deleted = true, version }));
+        }));
+
+        app.MapGet("/admin/list", Handler("list", ctx =>
+        {
+            var limit = (int)(OptionalLong(ctx, "limit") ?? 1000);
+            string? prefix = null;
+            if (RawQuery.Get(ctx, "prefix") is string p)
+            {
+                prefix = KeyCodec.TryDecode(p, out var pk, out _) ? System.Text.Encoding.UTF8.GetString(pk) : null;
+            }
+            var tombs = string.Equals(ctx.Request.Query["tombstones"], "true", StringComparison.OrdinalIgnoreCase);
+            return Task.FromResult(Results.Json(Store.List(limit, NullIfEmpty(ctx.Request.Query["after"]), prefix, tombs)));
+        }));
+
+        app.MapGet("/admin/blob", Handler("blob", async ctx =>
+        {
+            var key = RequireKey(ctx, "key");
+            var deep = string.Equals(ctx.Request.Query["deep"], "true", StringComparison.OrdinalIgnoreCase);
+            return Results.Json(await Store.InfoAsync(key, deep, ctx.RequestAborted));
+        }));
+
+        app.MapPost("/admin/purge_tombstone", Handler("purge_tombstone", ctx =>
+        {
+            Store.PurgeTombstone(RequireKey(ctx, "key"));
+            return Task.FromResult(Results.Json(new { purged = true }));
+        }));
+
+        app.MapPost("/admin/sweep_tmp", Handler("sweep_tmp", ctx =>
+        {
+            var age = OptionalLong(ctx, "safe_age_secs") ?? 3600;
+            var (files, bytes) = Store.SweepTmp(TimeSpan.FromSeconds(age));
+            return Task.FromResult(Results.Json(new { removed_files = files, removed_bytes = bytes }));
+        }));
+
+        app.MapPost("/admin/faults", async Task<IResult> (HttpContext ctx) =>
+        {
+            if (!Options.EnableFaults)
+            {
+                return ApiError.NotFoundResult("fault injection is disabled (start with --enable-fault-injection)");
+            }
+            var rule = await ctx.Request.ReadFromJsonAsync<FaultRule>(ctx.RequestAborted);
+            if (rule is null)
+            {
+                return ApiError.BadRequest(ApiError.Codes.InvalidArgument, "body must be a fault rule");
+            }
+            Faults.Arm(rule);
+            return Results.Json(rule);
+        });
+        app.MapDelete("/admin/faults", () =>
+        {
+            Faults.Clear();
+            return Results.NoContent();
+        });
+
+        app.MapMethods("/{**key}", ["GET", "HEAD"], ServeBlob);
+        app.MapFallback((HttpContext ctx) => ApiError.NotFoundResult($"no route for {ctx.Request.Method} {ctx.Request.Path}"));
+    }
+
+    private async Task<IResult> PullAsync(HttpContext ctx)
+    {
+        var uploadId = RequireString(ctx, "upload_id");
+        var from = RequireString(ctx, "from");
+        if (!Uri.TryCreate(from, UriKind.Absolute, out var fromUri) || (fromUri.Scheme != "http" && fromUri.Scheme != "https"))
+        {
+            throw new VolumeException(400, ApiError.Codes.InvalidArgument, "from must be an absolute http(s) URL of a volume");
+        }
+        var key = Store.UploadKey(uploadId);
+        var url = from.TrimEnd('/') + "/" + KeyCodec.UrlPath(key);
+        HttpResponseMessage resp;
+        try
+        {
+            resp = await _http.GetAsync(url, HttpCompletionOption.ResponseHeadersRead, ctx.RequestAborted);
+        }
+        catch (HttpRequestException ex)
+        {
+            throw new VolumeException(502, ApiError.Codes.Unavailable, $"pull source {from} unreachable: {ex.Message}");
+        }
+        using (resp)
+        {
+            if (!resp.IsSuccessStatusCode)
+            {
+                throw new VolumeException(502, ApiError.Codes.Unavailable, $"pull source {from} answered {(int)resp.StatusCode}");
+            }
+            await using var body = await resp.Content.ReadAsStreamAsync(ctx.RequestAborted);
+            var src = Faults.Take("pull_corrupt") is not null ? new CorruptingStream(body) : body;
+            var result = await Store.ReceiveAsync(uploadId, src, ctx.Request.Query["etag"], ctx.RequestAborted);
+            return Results.Json(result);
+        }
+    }
+
+    private IResult ServeBlob(HttpContext ctx)
+    {
+        if (Faults.Take("get") is FaultRule f)
+        {
+            return ApiError.Result(f.Status, ApiError.Codes.Injected, "injected fault on get");
+        }
+        if (!KeyCodec.TryParseTarget(ServerHost.RawTarget(ctx), out var key, out var error))
+        {
+            return ApiError.BadRequest(ApiError.Codes.InvalidKey, error);
+        }
+        var path = Store.BlobPath(key);
+        var fi = new FileInfo(path);
+        if (!fi.Exists)
+        {
+            return ApiError.NotFoundResult($"no blob for key {KeyCodec.Display(key)}");
+        }
+        var etag = BlobStore.StoredEtag(path);
+        ctx.Response.Headers["X-NanoKv-Version"] = BlobStore.TimeToVersion(fi.LastWriteTimeUtc).ToString(CultureInfo.InvariantCulture);
+        var tag = etag is null ? null : new Microsoft.Net.Http.Headers.EntityTagHeaderValue("\"" + etag + "\"");
+        if (HttpMethods.IsHead(ctx.Request.Method))
+        {
+            ctx.Response.ContentLength = fi.Length;
+            ctx.Response.Headers.AcceptRanges = "bytes";
+            if (tag is not null)
+            {
+                ctx.Response.Headers.ETag = tag.ToString();
+            }
+            return Results.Empty;
+        }
+        // PhysicalFile uses sendfile and handles Range/If-None-Match.
+        return Results.File(path, "application/octet-stream", lastModified: fi.LastWriteTimeUtc, entityTag: tag, enableRangeProcessing: true);
+    }
+
+    /// <summary>A route handler (typed as Delegate so minimal APIs write the IResult) wrapped in <see cref="Guard"/>.</summary>
+    private Delegate Handler(string op, Func<HttpContext, Task<IResult>> body) =>
+        (Func<HttpContext, Task<IResult>>)(ctx => Guard(ctx, op, () => body(ctx)));
+
+    /// <summary>Runs an endpoint body with fault injection and maps VolumeException to its JSON error.</summary>
+    private async Task<IResult> Guard(HttpContext ctx, string op, Func<Task<IResult>> body)
+    {
+        if (Faults.Take(op) is FaultRule rule)
+        {
+            if (rule.Mode == "stall")
+            {
+                try
+                {
+                    await Task.Delay(rule.StallMs, ctx.RequestAborted);
+                }
+                catch (OperationCanceledException)
+                {
+                    return Results.Empty;
+                }
+            }
+            else
+            {
+                return ApiError.Result(rule.Status, ApiError.Codes.Injected, $"injected fault on {op}");
+            }
+        }
+        try
+        {
+            return await body();
+        }
+        catch (VolumeException ex)
+        {
+            return ApiError.Result(ex.Status, ex.Code, ex.Message);
+        }
+        catch (IOException ex) when (BlobStore.IsDiskFull(ex))
+        {
+            return ApiError.Result(507, ApiError.Codes.InsufficientStorage, "disk full");
+        }
+    }
+
+    private static byte[] RequireKey(HttpContext ctx, string name) =>
+        RawQuery.TryGetKey(ctx, name, out var key, out var error) ? key : throw new VolumeException(400, ApiError.Codes.InvalidKey, error);
+
+    private static string RequireString(HttpContext ctx, string name)
+    {
+        var v = ctx.Request.Query[name].ToString();
+        return v.Length > 0 ? v : throw new VolumeException(400, ApiError.Codes.InvalidArgument, $"missing query parameter '{name}'");
+    }
+
+    private static long? OptionalLong(HttpContext ctx, string name)
+    {
+        var v = ctx.Request.Query[name].ToString();
+        if (v.Length == 0)
+        {
+            return null;
+        }
+        return long.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n)
+            ? n
+            : throw new VolumeException(400, ApiError.Codes.InvalidArgument, $"query parameter '{name}' must be an integer");
+    }
+
+    private static string? NullIfEmpty(string? s) => string.IsNullOrEmpty(s) ? null : s;
+
+    private static long VersionNow() => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1000;
+
+    /// <summary>Flips one bit of the first byte it passes on: the fault hook behind checksum tests.</summary>
+    private sealed class CorruptingStream(Stream inner) : Stream
+    {
+        private bool _done;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            var n = await inner.ReadAsync(buffer, cancellationToken);
+            if (n > 0 && !_done)
+            {
+                buffer.Span[0] ^= 0x01;
+                _done = true;
+            }
+            return n;
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    }
+}

@@ -1,0 +1,125 @@
+using System.Diagnostics;
+
+namespace NanoKv.Tests.Infrastructure;
+
+/// <summary>
+/// A volume or coordinator run as a real child process (`dotnet volume.dll …`), for tests that kill -9
+/// or measure a process's memory. Killed (whole tree) on dispose.
+/// </summary>
+public sealed class ChildProcess : IDisposable
+{
+    private readonly Process _process;
+    private readonly System.Text.StringBuilder _output = new();
+
+    private ChildProcess(Process p, string url)
+    {
+        _process = p;
+        Url = url;
+    }
+
+    public string Url { get; }
+
+    public int Pid => _process.Id;
+
+    public bool HasExited => _process.HasExited;
+
+    public string Output
+    {
+        get
+        {
+            lock (_output)
+            {
+                return _output.ToString();
+            }
+        }
+    }
+
+    /// <summary>Starts `dotnet {assembly}.dll args` from the test's output folder and waits for /healthz.</summary>
+    public static async Task<ChildProcess> StartAsync(string assembly, int port, IEnumerable<string> args, IDictionary<string, string>? env = null)
+    {
+        var dll = Path.Combine(AppContext.BaseDirectory, assembly + ".dll");
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(dll);
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+        foreach (var (k, v) in env ?? new Dictionary<string, string>())
+        {
+            psi.Environment[k] = v;
+        }
+        var p = Process.Start(psi)!;
+        var child = new ChildProcess(p, $"http://127.0.0.1:{port}");
+        p.OutputDataReceived += (_, e) => child.Append(e.Data);
+        p.ErrorDataReceived += (_, e) => child.Append(e.Data);
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+        var sw = Stopwatch.StartNew();
+        while (sw.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            if (p.HasExited)
+            {
+                throw new InvalidOperationException($"{assembly} exited with {p.ExitCode}: {child.Output}");
+            }
+            try
+            {
+                using var resp = await http.GetAsync(child.Url + "/healthz");
+                if (resp.IsSuccessStatusCode)
+                {
+                    return child;
+                }
+            }
+            catch (HttpRequestException)
+            {
+            }
+            catch (TaskCanceledException)
+            {
+            }
+            await Task.Delay(50);
+        }
+        child.Dispose();
+        throw new TimeoutException($"{assembly} did not become healthy: {child.Output}");
+    }
+
+    /// <summary>Peak resident set size (VmHWM) in bytes, from /proc.</summary>
+    public long PeakRssBytes()
+    {
+        foreach (var line in File.ReadLines($"/proc/{_process.Id}/status"))
+        {
+            if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+            {
+                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+            }
+        }
+        return -1;
+    }
+
+    /// <summary>SIGKILL: no shutdown code runs, like a power cut for the process.</summary>
+    public void Kill()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            _process.WaitForExit();
+        }
+    }
+
+    public void Dispose()
+    {
+        Kill();
+        _process.Dispose();
+    }
+
+    private void Append(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+        lock (_output)
+        {
+            _output.AppendLine(line);
+        }
+    }
+}
