@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Microsoft.Extensions.Logging;
 using NanoKv.Core;
+using NanoKv.Metadata;
 using NanoKv.Volume;
 
 namespace NanoKv.Coordinator;

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using NanoKv.Core;
+using NanoKv.Metadata;
 
 namespace NanoKv.Coordinator;
 

@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Text.Json.Serialization;
 using Microsoft.Extensions.Logging;
 using NanoKv.Core;
+using NanoKv.Metadata;
 
 namespace NanoKv.Coordinator;
 

@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using NanoKv.Core;
+using NanoKv.Metadata;
 
 namespace NanoKv.Coordinator;
 

@@ -3,7 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using RocksDbSharp;
 
-namespace NanoKv.Coordinator;
+namespace NanoKv.Metadata;
 
 /// <summary>Lifecycle of an object's metadata.</summary>
 [JsonConverter(typeof(JsonStringEnumConverter<ObjectState>))]

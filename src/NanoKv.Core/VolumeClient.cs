@@ -1,8 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
-using NanoKv.Core;
 
-namespace NanoKv.Coordinator;
+namespace NanoKv.Core;
 
 /// <summary>Outcome of a call to a volume: success with a body, or a failure classified for retry/abort.</summary>
 public sealed record CallResult(bool Ok, int Status, string Body, bool Transient)
