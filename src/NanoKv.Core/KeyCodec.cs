@@ -36,7 +36,19 @@ public static class KeyCodec
         {
             path = path[1..];
         }
-        return TryDecode(path, out key, out error);
+        if (!TryDecode(path, out key, out error))
+        {
+            return false;
+        }
+        foreach (var reserved in ReservedKeys)
+        {
+            if (key.AsSpan().SequenceEqual(Encoding.ASCII.GetBytes(reserved)))
+            {
+                error = $"the key '{reserved}' is reserved for the {reserved} endpoint";
+                return false;
+            }
+        }
+        return true;
     }
 
     /// <summary>Percent-decodes a key; rejects empty, malformed and over-long keys.</summary>
@@ -111,18 +123,14 @@ public static class KeyCodec
         return sb.ToString();
     }
 
-    /// <summary>
-    /// The key as a URL path segment. A key whose plain encoding equals a server route ("healthz") gets its
-    /// first byte escaped, which the servers recognise from the raw target and serve as a blob.
-    /// </summary>
-    public static string UrlPath(ReadOnlySpan<byte> key)
-    {
-        var enc = Encode(key);
-        return ReservedPaths.Contains(enc) ? $"%{key[0]:X2}{enc[1..]}" : enc;
-    }
+    /// <summary>The key as a URL path segment.</summary>
+    public static string UrlPath(ReadOnlySpan<byte> key) => Encode(key);
 
-    /// <summary>Top-level route names a bare key could collide with.</summary>
-    public static readonly HashSet<string> ReservedPaths = ["healthz", "metrics"];
+    /// <summary>
+    /// Keys that would shadow a top-level route. URL normalisers (System.Uri among them) unescape "%68" to
+    /// "h", so no encoding of these keys is safe to send: they are refused instead.
+    /// </summary>
+    public static readonly string[] ReservedKeys = ["healthz", "metrics"];
 
     /// <summary>Relative path of a blob: "aa/bb/name", where aa/bb are the first two bytes of BLAKE3(key).</summary>
     public static string BlobRelativePath(ReadOnlySpan<byte> key)

@@ -96,8 +96,8 @@ public static class ServerHost
         ctx.Features.Get<IHttpRequestFeature>()?.RawTarget ?? ctx.Request.Path.Value ?? "/";
 
     /// <summary>
-    /// True when the raw target is literally this route. "/%68ealthz" routes like "/healthz" but is the
-    /// escaped form of the key "healthz" (see KeyCodec.UrlPath), so it must be served as an object.
+    /// True when the raw target is literally this route. "/%68ealthz" routes like "/healthz" but was
+    /// written as a key, so it goes to the object route (which refuses the reserved key clearly).
     /// </summary>
     public static bool IsExactRoute(HttpContext ctx, string path)
     {

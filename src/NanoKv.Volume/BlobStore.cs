@@ -22,7 +22,7 @@ public sealed class BlobStore
 {
     private const string EtagXattr = "user.nanokv.etag";
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
-    private readonly ConcurrentDictionary<string, byte> _busyUploads = new();
+    private readonly ConcurrentDictionary<string, ActiveUpload> _busyUploads = new();
 
     public BlobStore(string root)
     {
@@ -90,10 +90,12 @@ public sealed class BlobStore
     {
         CheckUploadId(uploadId);
         var meta = ReadMeta(uploadId) ?? throw UnknownUpload(uploadId);
-        if (!_busyUploads.TryAdd(uploadId, 0))
+        using var active = new ActiveUpload(ct);
+        if (!_busyUploads.TryAdd(uploadId, active))
         {
             throw new VolumeException(409, ApiError.Codes.UploadConflict, $"upload {uploadId} is already receiving data");
         }
+        ct = active.Cts.Token;
         try
         {
             var path = DataPath(uploadId);
@@ -144,6 +146,7 @@ public sealed class BlobStore
         finally
         {
             _busyUploads.TryRemove(uploadId, out _);
+            active.Done.TrySetResult();
         }
     }
 
@@ -205,10 +208,16 @@ public sealed class BlobStore
         Durable.FsyncDirectory(TmpDir);
     }
 
-    /// <summary>Abort: drop the temp file. Idempotent; refuses an upload that was already committed.</summary>
-    public void Abort(string uploadId)
+    /// <summary>Abort: stop a receive in progress, drop the temp files. Idempotent; refuses a committed upload.</summary>
+    public async Task AbortAsync(string uploadId)
     {
         CheckUploadId(uploadId);
+        if (_busyUploads.TryGetValue(uploadId, out var active))
+        {
+            // Wait for the receive to unwind, or it could recreate the files we are about to delete.
+            await active.Cts.CancelAsync();
+            await active.Done.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        }
         if (File.Exists(CommittedPath(uploadId)) && !File.Exists(MetaPath(uploadId)))
         {
             throw new VolumeException(409, ApiError.Codes.UploadConflict, $"upload {uploadId} is already committed; delete the key instead");
@@ -464,6 +473,15 @@ public sealed class BlobStore
 
     private void WriteMeta(string uploadId, UploadMeta meta) =>
         Durable.WriteAllBytes(MetaPath(uploadId), JsonSerializer.SerializeToUtf8Bytes(meta, Json));
+
+    private sealed class ActiveUpload(CancellationToken ct) : IDisposable
+    {
+        public CancellationTokenSource Cts { get; } = CancellationTokenSource.CreateLinkedTokenSource(ct);
+
+        public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public void Dispose() => Cts.Dispose();
+    }
 
     private sealed class UploadMeta
     {

@@ -204,11 +204,11 @@ public sealed class VolumeServer : IAsyncDisposable
             return Task.FromResult(Results.Json(new { committed = true, upload_id = uploadId, version }));
         }));
 
-        app.MapPost("/internal/abort", Handler("abort", ctx =>
+        app.MapPost("/internal/abort", Handler("abort", async ctx =>
         {
             var uploadId = RequireString(ctx, "upload_id");
-            Store.Abort(uploadId);
-            return Task.FromResult(Results.Json(new { aborted = true, upload_id = uploadId }));
+            await Store.AbortAsync(uploadId);
+            return Results.Json(new { aborted = true, upload_id = uploadId });
         }));
 
         app.MapPost("/internal/delete", Handler("delete", ctx =>

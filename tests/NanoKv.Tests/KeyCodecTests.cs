@@ -73,9 +73,10 @@ public class KeyCodecTests
     }
 
     [Fact]
-    public void ReservedRouteNamesAreEscapedInUrls()
+    public void ReservedRouteNamesAreRefusedAsKeys()
     {
-        Assert.Equal("%68ealthz", KeyCodec.UrlPath("healthz"u8));
-        Assert.Equal("other", KeyCodec.UrlPath("other"u8));
+        Assert.False(KeyCodec.TryParseTarget("/%68ealthz", out _, out var error));
+        Assert.Contains("reserved", error);
+        Assert.True(KeyCodec.TryParseTarget("/healthz2", out _, out _));
     }
 }
