@@ -1,0 +1,226 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Security.Cryptography;
+using NanoKv.Core;
+using NanoKv.Tests.Infrastructure;
+using NanoKv.Volume;
+
+namespace NanoKv.Tests;
+
+/// <summary>One real volume server over HTTP: the internal write protocol and the admin API.</summary>
+public sealed class VolumeApiTests : IAsyncLifetime
+{
+    private readonly string _dir = TempDir.Create("volume");
+    private readonly HttpClient _http = new();
+    private VolumeServer _volume = null!;
+    private VolumeClient _client = null!;
+
+    private string Url => _volume.Url;
+
+    public async Task InitializeAsync()
+    {
+        _volume = VolumeServer.Create(new VolumeOptions { DataDir = _dir, Port = 0, LogLevel = Microsoft.Extensions.Logging.LogLevel.Warning });
+        await _volume.StartAsync();
+        _client = new VolumeClient(_http, TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(2));
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _volume.DisposeAsync();
+        _http.Dispose();
+        TempDir.Delete(_dir);
+    }
+
+    private async Task<byte[]> WriteAsync(string name, int size, long version = 1_000_000)
+    {
+        var key = System.Text.Encoding.UTF8.GetBytes(name);
+        var data = RandomNumberGenerator.GetBytes(size);
+        var id = Guid.NewGuid().ToString("N");
+        Assert.True((await _client.PrepareAsync(Url, key, id, size, default)).Ok);
+        Assert.True((await _client.UploadAsync(Url, id, new ByteArrayContent(data), default)).Ok);
+        Assert.True((await _client.CommitAsync(Url, key, id, version, default)).Ok);
+        return data;
+    }
+
+    [Fact]
+    public async Task ProtocolCallsAreIdempotent()
+    {
+        var key = "idem"u8.ToArray();
+        var data = RandomNumberGenerator.GetBytes(10_000);
+        for (var i = 0; i < 2; i++)
+        {
+            Assert.True((await _client.PrepareAsync(Url, key, "up1", data.Length, default)).Ok);
+        }
+        for (var i = 0; i < 2; i++)
+        {
+            var r = await _client.UploadAsync(Url, "up1", new ByteArrayContent(data), default);
+            Assert.True(r.Ok, r.Body);
+            Assert.Equal(Blake3.Hasher.Hash(data).ToString(), r.As<UploadResult>()!.Etag);
+        }
+        for (var i = 0; i < 2; i++)
+        {
+            Assert.True((await _client.CommitAsync(Url, key, "up1", 42_000_000, default)).Ok);
+        }
+        Assert.Equal(data, await _http.GetByteArrayAsync($"{Url}/idem"));
+        Assert.Equal("committed", (await _client.UploadStatusAsync(Url, "up1", default)).As<UploadStatus>()!.State);
+        Assert.Equal(409, (await _client.AbortAsync(Url, "up1", default)).Status); // committed: delete instead
+
+        for (var i = 0; i < 2; i++)
+        {
+            Assert.True((await _client.DeleteAsync(Url, key, 43_000_000, default)).Ok);
+        }
+        using var gone = await _http.GetAsync($"{Url}/idem");
+        Assert.Equal(HttpStatusCode.NotFound, gone.StatusCode);
+    }
+
+    [Fact]
+    public async Task PrepareRefusesReusingAnUploadIdForAnotherKey()
+    {
+        Assert.True((await _client.PrepareAsync(Url, "a"u8.ToArray(), "same", 1, default)).Ok);
+        var r = await _client.PrepareAsync(Url, "b"u8.ToArray(), "same", 1, default);
+        Assert.Equal(409, r.Status);
+        Assert.Contains("upload_conflict", r.Body);
+    }
+
+    [Fact]
+    public async Task CommitAndAbortOfUnknownUploads()
+    {
+        var commit = await _client.CommitAsync(Url, "k"u8.ToArray(), "nope", 1, default);
+        Assert.Equal(404, commit.Status);
+        Assert.Contains("unknown_upload", commit.Body);
+        Assert.True((await _client.AbortAsync(Url, "nope", default)).Ok); // idempotent: nothing to abort
+        var early = await _client.PrepareAsync(Url, "k"u8.ToArray(), "nodata", 5, default);
+        Assert.True(early.Ok);
+        var premature = await _client.CommitAsync(Url, "k"u8.ToArray(), "nodata", 1, default);
+        Assert.Equal(409, premature.Status);
+        Assert.Contains("upload_incomplete", premature.Body);
+    }
+
+    [Theory]
+    [InlineData("expected_size=-1")]
+    [InlineData("expected_size=99999999999999")]
+    [InlineData("expected_size=abc")]
+    [InlineData("upload_id=../../etc")]
+    public async Task BadPrepareArgumentsAre400(string bad)
+    {
+        var query = bad.StartsWith("upload_id", StringComparison.Ordinal) ? $"key=k&{bad}" : $"key=k&upload_id=u&{bad}";
+        using var r = await _http.PostAsync($"{Url}/internal/prepare?{query}", null);
+        Assert.Equal(HttpStatusCode.BadRequest, r.StatusCode);
+        Assert.Equal("application/json", r.Content.Headers.ContentType?.MediaType);
+        Assert.Empty(Directory.GetFiles(_volume.Store.TmpDir));
+    }
+
+    [Fact]
+    public async Task UploadLongerOrShorterThanExpectedIsRejected()
+    {
+        Assert.True((await _client.PrepareAsync(Url, "s"u8.ToArray(), "sz", 10, default)).Ok);
+        var longer = await _client.UploadAsync(Url, "sz", new ByteArrayContent(new byte[11]), default);
+        Assert.Equal(400, longer.Status);
+        Assert.Contains("size_mismatch", longer.Body);
+        var shorter = await _client.UploadAsync(Url, "sz", new ByteArrayContent(new byte[9]), default);
+        Assert.Equal(400, shorter.Status);
+        Assert.True((await _client.UploadAsync(Url, "sz", new ByteArrayContent(new byte[10]), default)).Ok);
+    }
+
+    [Fact]
+    public async Task GetSupportsRangesHeadAndEtag()
+    {
+        var data = await WriteAsync("ranged", 50_000);
+        using var req = new HttpRequestMessage(HttpMethod.Get, $"{Url}/ranged");
+        req.Headers.Range = new System.Net.Http.Headers.RangeHeaderValue(1000, 1999);
+        using var part = await _http.SendAsync(req);
+        Assert.Equal(HttpStatusCode.PartialContent, part.StatusCode);
+        Assert.Equal(data[1000..2000], await part.Content.ReadAsByteArrayAsync());
+
+        using var head = await _http.SendAsync(new HttpRequestMessage(HttpMethod.Head, $"{Url}/ranged"));
+        Assert.Equal(HttpStatusCode.OK, head.StatusCode);
+        Assert.Equal(50_000, head.Content.Headers.ContentLength);
+        Assert.Equal($"\"{Blake3.Hasher.Hash(data)}\"", head.Headers.ETag?.Tag);
+    }
+
+    [Fact]
+    public async Task AdminBlobReportsSizeVersionAndDeepEtag()
+    {
+        var data = await WriteAsync("probe", 20_000, version: 7_000_000);
+        var shallow = await _http.GetFromJsonAsync<BlobInfo>($"{Url}/admin/blob?key=probe");
+        Assert.True(shallow!.Exists);
+        Assert.Equal(20_000, shallow.Size);
+        Assert.Equal(7_000_000, shallow.Version);
+        Assert.Null(shallow.Etag);
+        var deep = await _http.GetFromJsonAsync<BlobInfo>($"{Url}/admin/blob?key=probe&deep=true");
+        Assert.Equal(Blake3.Hasher.Hash(data).ToString(), deep!.Etag);
+        var missing = await _http.GetFromJsonAsync<BlobInfo>($"{Url}/admin/blob?key=absent");
+        Assert.False(missing!.Exists);
+    }
+
+    [Fact]
+    public async Task DeleteLeavesATombstoneAndIgnoresOlderVersions()
+    {
+        await WriteAsync("versioned", 100, version: 5_000_000);
+        Assert.True((await _client.DeleteAsync(Url, "versioned"u8.ToArray(), 4_000_000, default)).Ok);
+        Assert.True(File.Exists(_volume.Store.BlobPath("versioned"u8.ToArray())), "an older delete must not remove a newer blob");
+        Assert.True((await _client.DeleteAsync(Url, "versioned"u8.ToArray(), 6_000_000, default)).Ok);
+        var info = await _http.GetFromJsonAsync<BlobInfo>($"{Url}/admin/blob?key=versioned");
+        Assert.False(info!.Exists);
+        Assert.Equal(6_000_000, info.TombstoneVersion);
+        var tombs = await _http.GetFromJsonAsync<ListPage>($"{Url}/admin/list?tombstones=true");
+        Assert.Contains(tombs!.Keys, e => e.Key == "versioned" && e.Tombstone);
+    }
+
+    [Fact]
+    public async Task ListPagesThroughEveryKeyWithACursorAndPrefix()
+    {
+        var names = Enumerable.Range(0, 25).Select(i => (i % 2 == 0 ? "even/" : "odd/") + i).ToList();
+        foreach (var n in names)
+        {
+            await WriteAsync(n, 10);
+        }
+        var seen = new List<string>();
+        string? after = null;
+        var pages = 0;
+        do
+        {
+            var page = await _http.GetFromJsonAsync<ListPage>($"{Url}/admin/list?limit=7" + (after is null ? "" : $"&after={Uri.EscapeDataString(after)}"));
+            seen.AddRange(page!.Keys.Select(k => Uri.UnescapeDataString(k.Key)));
+            after = page.NextAfter;
+            pages++;
+        }
+        while (after is not null);
+        Assert.Equal(names.Order(), seen.Order());
+        Assert.True(pages >= 4);
+        var evens = await _http.GetFromJsonAsync<ListPage>($"{Url}/admin/list?prefix=even%2F&limit=100");
+        Assert.Equal(13, evens!.Keys.Count);
+    }
+
+    [Fact]
+    public async Task SweepTmpRemovesOnlyStaleTempFiles()
+    {
+        Assert.True((await _client.PrepareAsync(Url, "t"u8.ToArray(), "stale", 1, default)).Ok);
+        foreach (var f in Directory.GetFiles(_volume.Store.TmpDir))
+        {
+            File.SetLastWriteTimeUtc(f, DateTime.UtcNow.AddHours(-2));
+        }
+        Assert.True((await _client.PrepareAsync(Url, "t2"u8.ToArray(), "fresh", 1, default)).Ok);
+        using var r = await _http.PostAsync($"{Url}/admin/sweep_tmp?safe_age_secs=3600", null);
+        r.EnsureSuccessStatusCode();
+        var files = Directory.GetFiles(_volume.Store.TmpDir).Select(Path.GetFileName).ToList();
+        Assert.DoesNotContain(files, f => f!.StartsWith("stale", StringComparison.Ordinal));
+        Assert.Contains(files, f => f!.StartsWith("fresh", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task HealthzNamesTheNodeAndIdPersists()
+    {
+        var h = await _http.GetFromJsonAsync<VolumeHealth>($"{Url}/healthz");
+        Assert.Equal(_volume.NodeId, h!.NodeId);
+        Assert.StartsWith("vol-", h.NodeId, StringComparison.Ordinal);
+        Assert.Equal(h.NodeId, (await File.ReadAllTextAsync(Path.Combine(_dir, "node_id"))).Trim());
+    }
+
+    [Fact]
+    public async Task FaultInjectionIsOffByDefault()
+    {
+        using var r = await _http.PostAsJsonAsync($"{Url}/admin/faults", new { op = "prepare", mode = "fail" });
+        Assert.Equal(HttpStatusCode.NotFound, r.StatusCode);
+    }
+}
