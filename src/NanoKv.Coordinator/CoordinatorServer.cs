@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net.Http.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -167,15 +168,17 @@ public sealed class CoordinatorServer : IAsyncDisposable
             return ApiError.BadRequest(ApiError.Codes.InvalidKey, error);
         }
         var method = ctx.Request.Method;
-        if (HttpMethods.IsPut(method))
-        {
-            return await Objects.PutAsync(ctx, key);
-        }
-        if (HttpMethods.IsDelete(method))
-        {
-            return await Objects.DeleteAsync(key, ctx.RequestAborted);
-        }
-        return await Objects.GetAsync(ctx, key, HttpMethods.IsHead(method));
+        using var activity = ServerHost.Activity.StartActivity(method + " object");
+        activity?.SetTag("nanokv.key", KeyCodec.Display(key));
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var result = HttpMethods.IsPut(method) ? await Objects.PutAsync(ctx, key)
+            : HttpMethods.IsDelete(method) ? await Objects.DeleteAsync(key, ctx.RequestAborted)
+            : await Objects.GetAsync(ctx, key, HttpMethods.IsHead(method));
+        var status = result is IStatusCodeHttpResult { StatusCode: int s } ? s : ctx.Response.StatusCode;
+        var tags = new TagList { { "method", method }, { "status", status } };
+        ServerHost.Requests.Add(1, tags);
+        ServerHost.RequestDuration.Record(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds, tags);
+        return result;
     }
 
     private static async Task<NodeAnnounce?> ReadAnnounceAsync(HttpContext ctx)

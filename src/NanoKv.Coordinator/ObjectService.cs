@@ -122,12 +122,7 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
 
             // Upload: one read of the client body, hashed once, streamed to all replicas in parallel.
             var (copy, uploads) = await UploadAsync(ctx, key, pending, length);
-            if (copy.Status == CopyStatus.Canceled || ctx.RequestAborted.IsCancellationRequested)
-            {
-                await AbortAsync(key, pending, prepared, previous);
-                return Results.Empty; // client went away
-            }
-            if (copy.Status == CopyStatus.InputError)
+            if (copy.Status == CopyStatus.InputError || copy.Status == CopyStatus.Canceled || ctx.RequestAborted.IsCancellationRequested)
             {
                 await AbortAsync(key, pending, prepared, previous);
                 return copy.Error is InvalidDataException

@@ -23,6 +23,12 @@ public static class ServerHost
     public static readonly ActivitySource Activity = new("NanoKv");
     public static readonly Meter Meter = new("NanoKv");
 
+    /// <summary>Object requests by method and status code.</summary>
+    public static readonly Counter<long> Requests = Meter.CreateCounter<long>("nanokv.requests", description: "object requests by method and status");
+
+    /// <summary>Object request latency in milliseconds (PUT includes the replicated, fsync'd write).</summary>
+    public static readonly Histogram<double> RequestDuration = Meter.CreateHistogram<double>("nanokv.request.duration", unit: "ms");
+
     /// <summary>A slim builder listening on host:port (127.0.0.1 unless told otherwise; port 0 picks a free one).</summary>
     public static WebApplicationBuilder CreateBuilder(string serviceName, string host, int port, LogLevel logLevel)
     {

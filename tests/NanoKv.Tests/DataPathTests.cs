@@ -259,6 +259,24 @@ public class DataPathTests
     }
 
     [Fact]
+    public async Task TransientPullFailuresAreRetried()
+    {
+        await using var c = await TestCluster.StartAsync();
+        var data = Payload(100_000);
+        (await c.Client.PutAsync($"{c.Url}/pull-retry", new ByteArrayContent(data))).EnsureSuccessStatusCode();
+        var dest = c.Volume(1).Url;
+        var volumes = new VolumeClient(c.Client, TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(2));
+        Assert.True((await volumes.PrepareAsync(dest, "pull-retry"u8.ToArray(), "pr1", data.Length, default)).Ok);
+        await Arm(c, 1, new { op = "pull", mode = "fail", count = 2, status = 503 });
+        var r = await volumes.PullAsync(dest, "pr1", c.Volume(0).Url, Etag(data), default);
+        Assert.True(r.Ok, r.Body);
+        await Arm(c, 1, new { op = "pull", mode = "fail", count = 1000, status = 503 });
+        Assert.True((await volumes.PrepareAsync(dest, "pull-retry"u8.ToArray(), "pr2", data.Length, default)).Ok);
+        var gaveUp = await volumes.PullAsync(dest, "pr2", c.Volume(0).Url, Etag(data), default);
+        Assert.Equal(503, gaveUp.Status); // the time box ends the retries
+    }
+
+    [Fact]
     public async Task ChunkedBodiesAreAccepted()
     {
         await using var c = await TestCluster.StartAsync();
