@@ -23,6 +23,7 @@ public sealed class BlobStore
     private const string EtagXattr = "user.nanokv.etag";
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
     private readonly ConcurrentDictionary<string, ActiveUpload> _busyUploads = new();
+    private readonly Lock _uploadsLock = new();
 
     public BlobStore(string root)
     {
@@ -89,11 +90,17 @@ public sealed class BlobStore
     public async Task<UploadResult> ReceiveAsync(string uploadId, Stream body, string? expectedEtag, CancellationToken ct)
     {
         CheckUploadId(uploadId);
-        var meta = ReadMeta(uploadId) ?? throw UnknownUpload(uploadId);
         using var active = new ActiveUpload(ct);
-        if (!_busyUploads.TryAdd(uploadId, active))
+        UploadMeta meta;
+        // Registration and Abort's delete share a lock, so an abort either sees this receive (and waits
+        // for it) or has already removed the upload (and this receive answers unknown_upload).
+        lock (_uploadsLock)
         {
-            throw new VolumeException(409, ApiError.Codes.UploadConflict, $"upload {uploadId} is already receiving data");
+            meta = ReadMeta(uploadId) ?? throw UnknownUpload(uploadId);
+            if (!_busyUploads.TryAdd(uploadId, active))
+            {
+                throw new VolumeException(409, ApiError.Codes.UploadConflict, $"upload {uploadId} is already receiving data");
+            }
         }
         ct = active.Cts.Token;
         try
@@ -212,18 +219,26 @@ public sealed class BlobStore
     public async Task AbortAsync(string uploadId)
     {
         CheckUploadId(uploadId);
-        if (_busyUploads.TryGetValue(uploadId, out var active))
+        while (true)
         {
-            // Wait for the receive to unwind, or it could recreate the files we are about to delete.
+            ActiveUpload? active;
+            lock (_uploadsLock)
+            {
+                if (!_busyUploads.TryGetValue(uploadId, out active))
+                {
+                    if (File.Exists(CommittedPath(uploadId)) && !File.Exists(MetaPath(uploadId)))
+                    {
+                        throw new VolumeException(409, ApiError.Codes.UploadConflict, $"upload {uploadId} is already committed; delete the key instead");
+                    }
+                    File.Delete(DataPath(uploadId));
+                    File.Delete(MetaPath(uploadId));
+                    return;
+                }
+            }
+            // A receive is running: stop it and wait for it to unwind, or it could recreate the files.
             await active.Cts.CancelAsync();
             await active.Done.Task.WaitAsync(TimeSpan.FromSeconds(30));
         }
-        if (File.Exists(CommittedPath(uploadId)) && !File.Exists(MetaPath(uploadId)))
-        {
-            throw new VolumeException(409, ApiError.Codes.UploadConflict, $"upload {uploadId} is already committed; delete the key instead");
-        }
-        File.Delete(DataPath(uploadId));
-        File.Delete(MetaPath(uploadId));
     }
 
     /// <summary>State of an upload: prepared, uploaded, committed or unknown.</summary>
