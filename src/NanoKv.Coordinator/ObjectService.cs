@@ -19,6 +19,9 @@ public sealed record DataPathSettings
     /// <summary>Deadline of one control call attempt (a stalled volume must not hang a PUT).</summary>
     public TimeSpan AttemptTimeout { get; init; } = TimeSpan.FromSeconds(3);
 
+    /// <summary>A replica that accepts no upload bytes (or does not answer after the last byte) for this long fails the PUT.</summary>
+    public TimeSpan UploadIdleTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
     /// <summary>How long recovery waits for an unreachable replica before treating its commit as failed.</summary>
     public TimeSpan RecoveryGiveUp { get; init; } = TimeSpan.FromMinutes(10);
 }
@@ -372,7 +375,7 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
     private async Task<(CopyResult Copy, CallResult[] Uploads)> UploadAsync(HttpContext ctx, byte[] key, ObjectMeta pending, long? length)
     {
         var targets = pending.Replicas;
-        var broadcast = new Broadcast(targets.Count);
+        var broadcast = new Broadcast(targets.Count, settings.UploadIdleTimeout);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
         var uploads = targets.Select((id, i) => Task.Run(async () =>
         {
@@ -388,6 +391,10 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
         if (!copy.Ok)
         {
             await cts.CancelAsync();
+        }
+        else
+        {
+            cts.CancelAfter(settings.UploadIdleTimeout); // each volume still has to fsync and answer
         }
         var results = await Task.WhenAll(uploads);
         if (copy.Status == CopyStatus.Canceled && !ctx.RequestAborted.IsCancellationRequested)

@@ -13,9 +13,13 @@ public sealed class Broadcast
 {
     private const int ChunksInFlight = 4;
     private readonly Channel<Chunk>[] _channels;
+    private readonly TimeSpan _idleTimeout;
 
-    public Broadcast(int targets)
+    /// <param name="targets">number of request bodies to feed</param>
+    /// <param name="idleTimeout">a target that accepts no bytes for this long fails (a stalled volume must not hang the PUT)</param>
+    public Broadcast(int targets, TimeSpan idleTimeout)
     {
+        _idleTimeout = idleTimeout;
         _channels = new Channel<Chunk>[targets];
         for (var i = 0; i < targets; i++)
         {
@@ -127,7 +131,9 @@ public sealed class Broadcast
                     {
                         try
                         {
-                            await stream.WriteAsync(chunk.Memory, cancellationToken);
+                            // Socket writes do not observe per-write cancellation; WaitAsync bounds the wait and
+                            // the exception makes HttpClient tear the connection down.
+                            await stream.WriteAsync(chunk.Memory, cancellationToken).AsTask().WaitAsync(owner._idleTimeout, cancellationToken);
                         }
                         finally
                         {

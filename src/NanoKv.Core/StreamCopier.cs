@@ -49,7 +49,7 @@ public static class StreamCopier
                 {
                     filled = await FillAsync(src, buffer, ct);
                 }
-                catch (Exception ex) when (!ct.IsCancellationRequested)
+                catch (Exception ex) when (ex is not OperationCanceledException)
                 {
                     return new CopyResult(total, "", CopyStatus.InputError, ex);
                 }
@@ -67,7 +67,7 @@ public static class StreamCopier
                 {
                     await sink(buffer.AsMemory(0, filled), ct);
                 }
-                catch (Exception ex) when (!ct.IsCancellationRequested)
+                catch (Exception ex) when (ex is not OperationCanceledException)
                 {
                     return new CopyResult(total, "", CopyStatus.OutputError, ex);
                 }

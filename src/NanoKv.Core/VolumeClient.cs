@@ -93,5 +93,9 @@ public sealed class VolumeClient(HttpClient http, TimeSpan timeBox, TimeSpan att
         {
             return new CallResult(false, 0, "timed out", true);
         }
+        catch (Exception ex) when (ex is TimeoutException or IOException)
+        {
+            return new CallResult(false, 0, $"{ex.GetType().Name}: {ex.Message}", true);
+        }
     }
 }

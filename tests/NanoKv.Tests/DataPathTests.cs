@@ -209,6 +209,19 @@ public class DataPathTests
     }
 
     [Fact]
+    public async Task AStalledUploadFailsThePutAfterTheIdleTimeout()
+    {
+        await using var c = await TestCluster.StartAsync(configure: o => o with { DataPath = o.DataPath with { UploadIdleTimeout = TimeSpan.FromSeconds(1) } });
+        await Arm(c, 1, new { op = "upload", mode = "stall", count = 1, stall_ms = 5_000 });
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        using var put = await c.Client.PutAsync($"{c.Url}/stalled", new ByteArrayContent(Payload(32 * 1024 * 1024)));
+        Assert.True(put.StatusCode == HttpStatusCode.ServiceUnavailable, $"{sw.Elapsed} {await put.Content.ReadAsStringAsync()}");
+        await AssertJsonError(put, "replica_failed");
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(30), $"took {sw.Elapsed}");
+        await AssertNothingVisible(c, "stalled"u8.ToArray());
+    }
+
+    [Fact]
     public async Task PermanentPrepareFailureWithNoSpareNodeAborts()
     {
         await using var c = await TestCluster.StartAsync();
