@@ -256,9 +256,10 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
     /// </summary>
     public async Task<int> FanOutDeleteAsync(byte[] key, IReadOnlyList<string> replicas, long version)
     {
-        var results = await Task.WhenAll(replicas.Select(id => nodes.UrlOf(id) is string url
+        // Down nodes are skipped rather than retried for the whole time box: gc finishes their deletes.
+        var results = await Task.WhenAll(replicas.Select(id => nodes.UrlOf(id) is string url && nodes.StatusOf(id) != NodeStatus.Down
             ? volumes.DeleteAsync(url, key, version, CancellationToken.None)
-            : Task.FromResult(new CallResult(false, 0, "unknown node", false))));
+            : Task.FromResult(new CallResult(false, 0, "node down or unknown", false))));
         var ok = results.Count(r => r.Ok);
         if (ok == 0)
         {
