@@ -153,6 +153,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
                 : ApiError.NotFoundResult($"node {a.NodeId} is not registered; POST /admin/join first");
         });
         app.MapGet("/admin/nodes", () => Results.Json(Nodes.Views()));
+        new OpsJobs(Store, Nodes, _http, Path.Combine(Options.DbDir, "ops-journal"), app.Logger).Map(app);
 
         app.MapMethods("/{**key}", ["GET", "HEAD", "PUT", "DELETE"], (Func<HttpContext, Task<IResult>>)ObjectRoute);
         app.MapFallback((HttpContext ctx) => ApiError.Result(

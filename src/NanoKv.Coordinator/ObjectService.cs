@@ -32,8 +32,6 @@ public sealed record DataPathSettings
 /// </summary>
 public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeClient volumes, VersionClock clock, DataPathSettings settings, ILogger logger)
 {
-    private readonly SemaphoreSlim[] _stripes = [.. Enumerable.Range(0, 256).Select(_ => new SemaphoreSlim(1, 1))];
-
     public DataPathSettings Settings => settings;
 
     /// <summary>Write-once PUT streamed to every replica at once.</summary>
@@ -49,7 +47,7 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
         ObjectMeta? previous;
         ObjectMeta pending;
         List<string> ranked;
-        using (await LockAsync(key))
+        using (await store.LockAsync(key))
         {
             previous = store.Get(key);
             if (previous?.State == ObjectState.Committed)
@@ -235,7 +233,7 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
     public async Task<IResult> DeleteAsync(byte[] key, CancellationToken ct)
     {
         ObjectMeta tomb;
-        using (await LockAsync(key))
+        using (await store.LockAsync(key))
         {
             var meta = store.Get(key);
             // A pending write is not visible yet: this DELETE linearizes before it.
@@ -447,17 +445,5 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
             }
             return true;
         }
-    }
-
-    private async Task<IDisposable> LockAsync(byte[] key)
-    {
-        var s = _stripes[(int)(Placement.Score(key, "") % (ulong)_stripes.Length)];
-        await s.WaitAsync();
-        return new Releaser(s);
-    }
-
-    private sealed class Releaser(SemaphoreSlim s) : IDisposable
-    {
-        public void Dispose() => s.Release();
     }
 }

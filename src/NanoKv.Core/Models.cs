@@ -13,7 +13,12 @@ public sealed record BlobInfo(
     [property: JsonPropertyName("size")] long Size,
     [property: JsonPropertyName("etag")] string? Etag,
     [property: JsonPropertyName("version")] long Version,
-    [property: JsonPropertyName("tombstone_version")] long? TombstoneVersion);
+    [property: JsonPropertyName("tombstone_version")] long? TombstoneVersion)
+{
+    /// <summary>BLAKE3 recorded when the blob was received (cheap; `etag` is recomputed from disk with deep=true).</summary>
+    [JsonPropertyName("stored_etag")]
+    public string? StoredEtag { get; init; }
+}
 
 /// <summary>One entry of GET /admin/list.</summary>
 public sealed record ListEntry(

@@ -29,8 +29,20 @@ public sealed class VolumeClient(HttpClient http, TimeSpan timeBox, TimeSpan att
     public Task<CallResult> AbortAsync(string url, string uploadId, CancellationToken ct) =>
         PostAsync($"{url}/internal/abort?upload_id={uploadId}", ct);
 
-    public Task<CallResult> DeleteAsync(string url, byte[] key, long version, CancellationToken ct) =>
-        PostAsync($"{url}/internal/delete?key={KeyCodec.Encode(key)}&version={version}", ct);
+    /// <param name="tombstone">false drops one replica copy without recording a delete</param>
+    public Task<CallResult> DeleteAsync(string url, byte[] key, long version, CancellationToken ct, bool tombstone = true) =>
+        PostAsync($"{url}/internal/delete?key={KeyCodec.Encode(key)}&version={version}" + (tombstone ? "" : "&tombstone=false"), ct);
+
+    /// <summary>One page of a volume's blobs (or tombstones).</summary>
+    public async Task<ListPage> ListAsync(string url, string? after, bool tombstones, int limit, CancellationToken ct)
+    {
+        var r = await SendWithRetryAsync(() => new HttpRequestMessage(HttpMethod.Get,
+            $"{url}/admin/list?limit={limit}&tombstones={(tombstones ? "true" : "false")}" + (after is null ? "" : $"&after={Uri.EscapeDataString(after)}")), attemptTimeout * 4, ct);
+        return r.Ok ? r.As<ListPage>()! : throw new HttpRequestException($"list on {url} failed: {r.Describe()}");
+    }
+
+    public Task<CallResult> SweepTmpAsync(string url, long safeAgeSecs, CancellationToken ct) =>
+        PostAsync($"{url}/admin/sweep_tmp?safe_age_secs={safeAgeSecs}", ct);
 
     public Task<CallResult> PullAsync(string url, string uploadId, string from, string etag, CancellationToken ct) =>
         SendWithRetryAsync(() => new HttpRequestMessage(HttpMethod.Post, $"{url}/internal/pull?upload_id={uploadId}&from={Uri.EscapeDataString(from)}&etag={etag}"), null, ct);

@@ -53,6 +53,7 @@ public sealed class MetaStore : IDisposable
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
     private readonly RocksDb _db;
     private readonly WriteOptions _sync = new WriteOptions().SetSync(true);
+    private readonly SemaphoreSlim[] _stripes = [.. Enumerable.Range(0, 256).Select(_ => new SemaphoreSlim(1, 1))];
 
     private MetaStore(RocksDb db) => _db = db;
 
@@ -109,6 +110,44 @@ public sealed class MetaStore : IDisposable
         return _highWater;
     }
 
+    /// <summary>
+    /// Per-key lock (striped) for read-check-write sequences. The PUT/DELETE path and the ops commands both
+    /// take it, so a repair or rebalance never overwrites metadata a concurrent write just changed.
+    /// </summary>
+    public async Task<IDisposable> LockAsync(byte[] key)
+    {
+        var hash = 17;
+        foreach (var b in key)
+        {
+            hash = (hash * 31) + b;
+        }
+        var s = _stripes[(hash & 0x7fffffff) % _stripes.Length];
+        await s.WaitAsync();
+        return new Releaser(s);
+    }
+
+    /// <summary>Replaces the meta of a key only if it still equals `expected` (same state, upload and version).</summary>
+    public async Task<bool> UpdateIfUnchangedAsync(byte[] key, ObjectMeta expected, ObjectMeta? next)
+    {
+        using (await LockAsync(key))
+        {
+            var current = Get(key);
+            if (current is null || current.State != expected.State || current.UploadId != expected.UploadId || current.Version != expected.Version)
+            {
+                return false;
+            }
+            if (next is null)
+            {
+                Remove(key);
+            }
+            else
+            {
+                Put(key, next);
+            }
+            return true;
+        }
+    }
+
     public void Remove(ReadOnlySpan<byte> key)
     {
         using var batch = new WriteBatch();
@@ -156,6 +195,11 @@ public sealed class MetaStore : IDisposable
             }
             it.Next();
         }
+    }
+
+    private sealed class Releaser(SemaphoreSlim s) : IDisposable
+    {
+        public void Dispose() => s.Release();
     }
 
     private static byte[] Encode<T>(T value)

@@ -254,10 +254,11 @@ public sealed class BlobStore
     }
 
     /// <summary>Delete: record a tombstone at this version, then remove the blob if it is not newer. Idempotent.</summary>
-    public void Delete(byte[] key, long version)
+    /// <param name="tombstone">false drops a replica copy (rebalance, gc of extras) without recording a delete</param>
+    public void Delete(byte[] key, long version, bool tombstone = true)
     {
         var tomb = TombPath(key);
-        if (!File.Exists(tomb) || ReadTombVersion(tomb) < version)
+        if (tombstone && (!File.Exists(tomb) || ReadTombVersion(tomb) < version))
         {
             Durable.CreateDirectory(Path.GetDirectoryName(tomb)!);
             var content = Encoding.UTF8.GetBytes(version.ToString(System.Globalization.CultureInfo.InvariantCulture));
@@ -302,7 +303,7 @@ public sealed class BlobStore
             var r = await StreamCopier.CopyAsync(fs, static (_, _) => ValueTask.CompletedTask, long.MaxValue, ct);
             etag = r.Etag;
         }
-        return new BlobInfo(true, fi.Length, etag, TimeToVersion(fi.LastWriteTimeUtc), tombVersion);
+        return new BlobInfo(true, fi.Length, etag, TimeToVersion(fi.LastWriteTimeUtc), tombVersion) { StoredEtag = StoredEtag(path) };
     }
 
     /// <summary>BLAKE3 recorded at upload time, if the filesystem kept it.</summary>

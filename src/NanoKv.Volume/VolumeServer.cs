@@ -215,8 +215,9 @@ public sealed class VolumeServer : IAsyncDisposable
         {
             var key = RequireKey(ctx, "key");
             var version = OptionalLong(ctx, "version") ?? VersionNow();
-            Store.Delete(key, version);
-            return Task.FromResult(Results.Json(new { deleted = true, version }));
+            var tombstone = !string.Equals(ctx.Request.Query["tombstone"], "false", StringComparison.OrdinalIgnoreCase);
+            Store.Delete(key, version, tombstone);
+            return Task.FromResult(Results.Json(new { deleted = true, version, tombstone }));
         }));
 
         app.MapGet("/admin/list", Handler("list", ctx =>
