@@ -79,11 +79,11 @@ public static class OpsCli
                     Concurrency = p.GetValue(concurrency),
                     ConcurrencyPerNode = p.GetValue(perNode),
                     Replicas = p.GetValue(replicas),
-                    TombstoneTtlSecs = OpsOptions.ParseDuration(p.GetValue(ttl)!),
+                    TombstoneTtlSecs = OpsOptions.ParseDuration(p.GetValue(ttl) ?? "7d"),
                     PurgeTombstoneMeta = p.GetValue(purgeMeta),
                     DeleteExtraneous = p.GetValue(extraneous),
                     PurgeOrphans = p.GetValue(orphans),
-                    SweepTmpAgeSecs = OpsOptions.ParseDuration(p.GetValue(sweep)!),
+                    SweepTmpAgeSecs = OpsOptions.ParseDuration(p.GetValue(sweep) ?? "1h"),
                 };
             }
             catch (FormatException ex)
