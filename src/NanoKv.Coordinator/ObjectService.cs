@@ -161,9 +161,10 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
                         $"replica {prepared[i]} stored {got?.Size} bytes with etag {got?.Etag}; expected {copy.Bytes} bytes with etag {copy.Etag}");
                 }
             }
-            // Recorded before commit so a coordinator crash during commit can roll forward.
+            // Recorded before commit so a coordinator crash during commit can roll forward. Not fsync'd: if it
+            // is lost, recovery rolls the (never acknowledged) write back instead.
             pending = pending with { Size = copy.Bytes, Etag = copy.Etag };
-            store.Put(key, pending);
+            store.Put(key, pending, sync: false);
 
             // Commit: not cancellable by the client from here on; a key must end fully written or absent.
             committed = true;
@@ -310,7 +311,17 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
         {
             var url = nodes.UrlOf(id);
             var r = url is null ? null : await volumes.UploadStatusAsync(url, meta.UploadId, ct);
-            states[id] = r is { Ok: true } ? r.As<UploadStatus>()?.State ?? "unknown" : "unreachable";
+            var state = r is { Ok: true } ? r.As<UploadStatus>()?.State ?? "unknown" : "unreachable";
+            if (state == "unknown" && url is not null)
+            {
+                // The commit marker is not fsync'd; the blob stamped with this write's version is the durable proof.
+                var info = await volumes.BlobInfoAsync(url, key, false, ct);
+                if (info.Ok && info.As<BlobInfo>() is { Exists: true } b && b.Version == meta.Version && b.Size == meta.Size)
+                {
+                    state = "committed";
+                }
+            }
+            states[id] = state;
         }
         if (states.Values.Contains("unreachable") && !giveUp)
         {

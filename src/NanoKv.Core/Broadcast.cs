@@ -11,7 +11,8 @@ namespace NanoKv.Core;
 /// </summary>
 public sealed class Broadcast
 {
-    private const int ChunksInFlight = 4;
+    // Two chunks per replica keep the pipe full while bounding memory: 16 PUTs × 3 replicas × 2 × 256 KiB ≈ 24 MiB.
+    private const int ChunksInFlight = 2;
     private readonly Channel<Chunk>[] _channels;
     private readonly TimeSpan _idleTimeout;
 

@@ -53,6 +53,7 @@ public sealed class MetaStore : IDisposable
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
     private readonly RocksDb _db;
     private readonly WriteOptions _sync = new WriteOptions().SetSync(true);
+    private readonly WriteOptions _noSync = new WriteOptions().SetSync(false);
     private readonly SemaphoreSlim[] _stripes = [.. Enumerable.Range(0, 256).Select(_ => new SemaphoreSlim(1, 1))];
 
     private MetaStore(RocksDb db) => _db = db;
@@ -79,8 +80,8 @@ public sealed class MetaStore : IDisposable
         return v is null ? null : Decode<ObjectMeta>(v);
     }
 
-    /// <summary>Writes meta durably (fsync'd WAL), maintaining the pending index and the version high-water mark.</summary>
-    public void Put(ReadOnlySpan<byte> key, ObjectMeta meta)
+    /// <summary>Writes meta (fsync'd WAL unless sync is false), maintaining the pending index and the version high-water mark.</summary>
+    public void Put(ReadOnlySpan<byte> key, ObjectMeta meta, bool sync = true)
     {
         using var batch = new WriteBatch();
         batch.Put(Concat(MetaPrefix, key), Encode(meta));
@@ -97,7 +98,7 @@ public sealed class MetaStore : IDisposable
             _highWater = meta.Version;
             batch.Put(VersionKey, BitConverter.GetBytes(meta.Version));
         }
-        _db.Write(batch, _sync);
+        _db.Write(batch, sync ? _sync : _noSync);
     }
 
     private long _highWater;

@@ -116,11 +116,6 @@ public sealed class BlobStore
                     await RandomAccess.WriteAsync(handle, chunk, offset, c);
                     offset += chunk.Length;
                 }, limit, ct);
-                if (result.Ok)
-                {
-                    // fsync before we report the upload as received: the commit that follows relies on it.
-                    Durable.FsyncFile(handle);
-                }
             }
             if (!result.Ok)
             {
@@ -199,9 +194,12 @@ public sealed class BlobStore
         {
             Xattr.TrySet(data, EtagXattr, meta.Etag);
         }
+        // The durability point: one fsync for the data, its mtime (version) and xattr (etag), then the
+        // rename and the folder fsync. Nothing before this needs to survive a crash: an upload that is not
+        // committed is aborted or swept, so prepare and upload skip fsync (measured: 8 fsyncs per replica → 2).
         using (var h = File.OpenHandle(data, FileMode.Open, FileAccess.ReadWrite))
         {
-            Durable.FsyncFile(h); // persists the mtime/xattr metadata too
+            Durable.FsyncFile(h);
         }
         File.Move(data, dest, overwrite: true);
         Durable.FsyncDirectory(dir);
@@ -210,9 +208,9 @@ public sealed class BlobStore
         {
             File.Delete(tomb);
         }
-        // The marker makes a retried commit (or a recovering coordinator) see "committed".
+        // The marker lets a retried commit see "committed". It is not fsync'd: after a crash the blob itself,
+        // stamped with this version, is the durable evidence (recovery checks it).
         File.Move(MetaPath(uploadId), CommittedPath(uploadId), overwrite: true);
-        Durable.FsyncDirectory(TmpDir);
     }
 
     /// <summary>Abort: stop a receive in progress, drop the temp files. Idempotent; refuses a committed upload.</summary>
@@ -487,8 +485,14 @@ public sealed class BlobStore
         }
     }
 
-    private void WriteMeta(string uploadId, UploadMeta meta) =>
-        Durable.WriteAllBytes(MetaPath(uploadId), JsonSerializer.SerializeToUtf8Bytes(meta, Json));
+    /// <summary>Upload state: atomic (temp + rename) but not fsync'd, see Commit.</summary>
+    private void WriteMeta(string uploadId, UploadMeta meta)
+    {
+        var path = MetaPath(uploadId);
+        var tmp = path + ".tmp-" + Guid.NewGuid().ToString("N")[..8];
+        File.WriteAllBytes(tmp, JsonSerializer.SerializeToUtf8Bytes(meta, Json));
+        File.Move(tmp, path, overwrite: true);
+    }
 
     private sealed class ActiveUpload(CancellationToken ct) : IDisposable
     {

@@ -1,0 +1,393 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using NanoKv.Core;
+
+namespace NanoKv.Bench;
+
+/// <summary>What to run.</summary>
+public sealed record BenchOptions
+{
+    public int Volumes { get; init; } = 3;
+
+    public int Replicas { get; init; } = 3;
+
+    public int CoordPort { get; init; } = 3000;
+
+    public int VolumeStartPort { get; init; } = 3001;
+
+    public int Concurrency { get; init; } = 16;
+
+    /// <summary>Time limit of each phase.</summary>
+    public TimeSpan Duration { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Object limit of the PUT phase (and of GET/mixed); the phase stops at whichever limit comes first.</summary>
+    public int Count { get; init; } = 1000;
+
+    public long Size { get; init; } = 16L * 1024 * 1024;
+
+    /// <summary>A running coordinator to target instead of launching a cluster.</summary>
+    public string? Target { get; init; }
+
+    public string DataDir { get; init; } = "";
+
+    public string OutFile { get; init; } = "";
+
+    public bool SkipCeilings { get; init; }
+
+    /// <summary>Drop the page cache before reads (root only), so GET and its ceiling read from the disk.</summary>
+    public bool DropCaches { get; init; } = true;
+}
+
+/// <summary>Latency and throughput of one phase.</summary>
+public sealed record PhaseResult(
+    [property: JsonPropertyName("phase")] string Phase,
+    [property: JsonPropertyName("requests")] long Requests,
+    [property: JsonPropertyName("failures")] long Failures,
+    [property: JsonPropertyName("seconds")] double Seconds,
+    [property: JsonPropertyName("objects_per_sec")] double ObjectsPerSec,
+    [property: JsonPropertyName("mb_per_sec")] double MbPerSec,
+    [property: JsonPropertyName("p50_ms")] double P50Ms,
+    [property: JsonPropertyName("p90_ms")] double P90Ms,
+    [property: JsonPropertyName("p99_ms")] double P99Ms,
+    [property: JsonPropertyName("max_ms")] double MaxMs,
+    [property: JsonPropertyName("first_error")] string? FirstError);
+
+/// <summary>The machine's own limits for the same bytes.</summary>
+public sealed record Ceilings(
+    [property: JsonPropertyName("fsync_write_mb_per_sec")] double WriteMbPerSec,
+    [property: JsonPropertyName("read_mb_per_sec")] double ReadMbPerSec,
+    [property: JsonPropertyName("note")] string Note);
+
+/// <summary>Everything a run measured.</summary>
+public sealed record BenchResult(
+    [property: JsonPropertyName("options")] BenchOptionsDto Options,
+    [property: JsonPropertyName("phases")] List<PhaseResult> Phases,
+    [property: JsonPropertyName("ceilings")] Ceilings? Ceilings,
+    [property: JsonPropertyName("put_pct_of_write_ceiling")] double? PutPct,
+    [property: JsonPropertyName("get_pct_of_read_ceiling")] double? GetPct,
+    [property: JsonPropertyName("peak_rss_bytes")] Dictionary<string, long> PeakRss,
+    [property: JsonPropertyName("machine")] string Machine);
+
+public sealed record BenchOptionsDto(int Volumes, int Replicas, int Concurrency, double DurationSecs, int Count, long Size, string? Target);
+
+/// <summary>
+/// The load generator: PUT unique keys, GET them back (following redirects), then a 50/50 mix; every
+/// phase bounded by a count and a duration. Bodies come from one random 1 MiB block, streamed, never
+/// materialised whole, so a 1 GiB object costs the bench no more memory than a 1 MiB one.
+/// </summary>
+public static class BenchRunner
+{
+    private const int BlockSize = 1024 * 1024;
+    private static readonly byte[] Block = RandomNumberGenerator.GetBytes(BlockSize);
+
+    public static async Task<BenchResult> RunAsync(BenchOptions o, Action<string> log, CancellationToken ct)
+    {
+        var ownsData = string.IsNullOrEmpty(o.DataDir);
+        var dataDir = ownsData ? Path.Combine(Path.GetTempPath(), "nanokv-bench-" + Guid.NewGuid().ToString("N")[..8]) : Path.GetFullPath(o.DataDir);
+        Directory.CreateDirectory(dataDir);
+        LocalCluster? cluster = null;
+        try
+        {
+            string url;
+            if (o.Target is null)
+            {
+                log($"launching {o.Volumes} volumes + coordinator (replicas {o.Replicas}) on 127.0.0.1:{o.CoordPort}.. in {dataDir}");
+                cluster = await LocalCluster.StartAsync(dataDir, o.Volumes, o.Replicas, o.CoordPort, o.VolumeStartPort, ct);
+                url = cluster.CoordinatorUrl;
+                await WaitForNodesAsync(url, o.Replicas, ct);
+            }
+            else
+            {
+                url = o.Target.TrimEnd('/');
+            }
+            using var http = new HttpClient(new SocketsHttpHandler
+            {
+                MaxConnectionsPerServer = Math.Max(16, o.Concurrency * 2),
+                PooledConnectionLifetime = TimeSpan.FromMinutes(10),
+                AllowAutoRedirect = true,
+            })
+            { Timeout = TimeSpan.FromMinutes(30) };
+            var run = Guid.NewGuid().ToString("N")[..8];
+            var phases = new List<PhaseResult>();
+            var written = new List<string>();
+
+            log($"PUT  {Human(o.Size)} objects, concurrency {o.Concurrency}, ≤{o.Count} objects / ≤{o.Duration.TotalSeconds:0}s");
+            phases.Add(await PhaseAsync("put", o, ct, async (i, c) =>
+            {
+                var key = $"bench%2F{run}%2F{i}";
+                using var content = new PatternContent(o.Size);
+                using var r = await http.PutAsync($"{url}/{key}", content, c);
+                if (r.StatusCode != HttpStatusCode.Created)
+                {
+                    return $"PUT {(int)r.StatusCode} {await r.Content.ReadAsStringAsync(c)}";
+                }
+                lock (written)
+                {
+                    written.Add(key);
+                }
+                return null;
+            }));
+            if (written.Count == 0)
+            {
+                throw new InvalidOperationException($"no PUT succeeded: {phases[0].FirstError}");
+            }
+            var cold = o.DropCaches && DropCaches();
+            log($"GET  {written.Count} objects" + (cold ? " (page cache dropped first)" : ""));
+            phases.Add(await PhaseAsync("get", o with { Count = written.Count }, ct, (i, c) => GetAsync(http, $"{url}/{written[i % written.Count]}", o.Size, c)));
+            log("MIXED 50% PUT / 50% GET");
+            var mixedBase = written.Count;
+            phases.Add(await PhaseAsync("mixed", o, ct, (i, c) => i % 2 == 0
+                ? PutAsync(http, $"{url}/bench%2F{run}%2Fm{mixedBase + i}", o.Size, c)
+                : GetAsync(http, $"{url}/{written[i % written.Count]}", o.Size, c)));
+
+            var rss = cluster?.PeakRss() ?? [];
+            Ceilings? ceilings = null;
+            double? putPct = null, getPct = null;
+            if (!o.SkipCeilings)
+            {
+                var bytes = Math.Min(written.Count * o.Size, 4L * 1024 * 1024 * 1024);
+                log($"ceilings: fsync'd writes of {Human(bytes)} × {o.Replicas} replicas, then reads, in {dataDir}");
+                ceilings = await MeasureCeilingsAsync(dataDir, o, bytes, ct);
+                putPct = 100 * phases[0].MbPerSec / ceilings.WriteMbPerSec;
+                getPct = 100 * phases[1].MbPerSec / ceilings.ReadMbPerSec;
+            }
+            var result = new BenchResult(
+                new BenchOptionsDto(o.Volumes, o.Replicas, o.Concurrency, o.Duration.TotalSeconds, o.Count, o.Size, o.Target),
+                phases, ceilings, putPct, getPct, rss, $"{Environment.ProcessorCount} cores, {Environment.OSVersion}");
+            if (!string.IsNullOrEmpty(o.OutFile))
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(o.OutFile))!);
+                await File.WriteAllTextAsync(o.OutFile, JsonSerializer.Serialize(result, new JsonSerializerOptions { WriteIndented = true }), ct);
+            }
+            return result;
+        }
+        finally
+        {
+            if (cluster is not null)
+            {
+                await cluster.DisposeAsync();
+            }
+            if (ownsData)
+            {
+                try
+                {
+                    Directory.Delete(dataDir, recursive: true);
+                }
+                catch (IOException)
+                {
+                }
+            }
+        }
+    }
+
+    public static string Human(long bytes) => bytes >= 1L << 30 ? $"{bytes / (double)(1L << 30):0.##} GiB" : bytes >= 1 << 20 ? $"{bytes / (double)(1 << 20):0.##} MiB" : $"{bytes / 1024.0:0.##} KiB";
+
+    /// <summary>Parses 16MiB, 1GiB, 512KiB, 2MB or plain bytes.</summary>
+    public static long ParseSize(string s)
+    {
+        s = s.Trim();
+        var units = new (string Suffix, long Mult)[] { ("GiB", 1L << 30), ("MiB", 1L << 20), ("KiB", 1L << 10), ("GB", 1_000_000_000), ("MB", 1_000_000), ("KB", 1000), ("G", 1L << 30), ("M", 1L << 20), ("K", 1L << 10) };
+        foreach (var (suffix, mult) in units)
+        {
+            if (s.EndsWith(suffix, StringComparison.OrdinalIgnoreCase))
+            {
+                return (long)(double.Parse(s[..^suffix.Length], System.Globalization.CultureInfo.InvariantCulture) * mult);
+            }
+        }
+        return long.Parse(s, System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    private static async Task<string?> PutAsync(HttpClient http, string url, long size, CancellationToken ct)
+    {
+        using var content = new PatternContent(size);
+        using var r = await http.PutAsync(url, content, ct);
+        return r.StatusCode == HttpStatusCode.Created ? null : $"PUT {(int)r.StatusCode}";
+    }
+
+    private static async Task<string?> GetAsync(HttpClient http, string url, long size, CancellationToken ct)
+    {
+        using var r = await http.GetAsync(url, HttpCompletionOption.ResponseHeadersRead, ct);
+        if (r.StatusCode != HttpStatusCode.OK)
+        {
+            return $"GET {(int)r.StatusCode}";
+        }
+        await using var body = await r.Content.ReadAsStreamAsync(ct);
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(256 * 1024);
+        long total = 0;
+        try
+        {
+            int n;
+            while ((n = await body.ReadAsync(buffer, ct)) > 0)
+            {
+                total += n;
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+        return total == size ? null : $"GET returned {total} bytes, expected {size}";
+    }
+
+    /// <summary>Runs op(i) from `concurrency` workers until Count ops or Duration, whichever comes first.</summary>
+    private static async Task<PhaseResult> PhaseAsync(string name, BenchOptions o, CancellationToken ct, Func<int, CancellationToken, Task<string?>> op)
+    {
+        var latencies = new List<double>[o.Concurrency];
+        var next = -1;
+        long failures = 0;
+        string? firstError = null;
+        var sw = Stopwatch.StartNew();
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        deadline.CancelAfter(o.Duration + TimeSpan.FromMinutes(5)); // hard stop for a hung request
+        var workers = Enumerable.Range(0, o.Concurrency).Select(w => Task.Run(async () =>
+        {
+            latencies[w] = [];
+            while (sw.Elapsed < o.Duration)
+            {
+                var i = Interlocked.Increment(ref next);
+                if (i >= o.Count)
+                {
+                    break;
+                }
+                var t = Stopwatch.GetTimestamp();
+                string? error;
+                try
+                {
+                    error = await op(i, deadline.Token);
+                }
+                catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or IOException)
+                {
+                    error = ex.Message;
+                }
+                latencies[w].Add(Stopwatch.GetElapsedTime(t).TotalMilliseconds);
+                if (error is not null)
+                {
+                    Interlocked.Increment(ref failures);
+                    Interlocked.CompareExchange(ref firstError, error, null);
+                }
+            }
+        }, ct)).ToArray();
+        await Task.WhenAll(workers);
+        var secs = sw.Elapsed.TotalSeconds;
+        var all = latencies.SelectMany(l => l).Order().ToArray();
+        var ok = all.Length - failures;
+        return new PhaseResult(name, all.Length, failures, Math.Round(secs, 3),
+            Math.Round(ok / secs, 2), Math.Round(ok * o.Size / secs / (1 << 20), 1),
+            Pct(all, 50), Pct(all, 90), Pct(all, 99), all.Length == 0 ? 0 : Math.Round(all[^1], 1), firstError);
+    }
+
+    private static double Pct(double[] sorted, double p) =>
+        sorted.Length == 0 ? 0 : Math.Round(sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(p / 100 * sorted.Length) - 1)], 1);
+
+    /// <summary>
+    /// The same bytes through the bare filesystem: object bytes × replicas written as files with fsync (the
+    /// PUT ceiling, expressed per object byte like the PUT figure), then read back (the GET ceiling).
+    /// </summary>
+    private static async Task<Ceilings> MeasureCeilingsAsync(string dir, BenchOptions o, long objectBytes, CancellationToken ct)
+    {
+        var ceilingDir = Path.Combine(dir, "ceiling");
+        Directory.CreateDirectory(ceilingDir);
+        var files = (int)Math.Max(1, objectBytes / o.Size) * o.Replicas;
+        var next = -1;
+        var sw = Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, o.Concurrency).Select(_ => Task.Run(async () =>
+        {
+            int i;
+            while ((i = Interlocked.Increment(ref next)) < files)
+            {
+                var path = Path.Combine(ceilingDir, $"f{i}");
+                using var h = File.OpenHandle(path, FileMode.Create, FileAccess.Write, FileShare.None, FileOptions.Asynchronous);
+                for (long off = 0; off < o.Size; off += BlockSize)
+                {
+                    await RandomAccess.WriteAsync(h, Block.AsMemory(0, (int)Math.Min(BlockSize, o.Size - off)), off, ct);
+                }
+                RandomAccess.FlushToDisk(h);
+            }
+        }, ct)));
+        var writeSecs = sw.Elapsed.TotalSeconds;
+        Durable.FsyncDirectory(ceilingDir);
+        var cold = o.DropCaches && DropCaches();
+        next = -1;
+        sw.Restart();
+        var readFiles = files / o.Replicas;
+        await Task.WhenAll(Enumerable.Range(0, o.Concurrency).Select(_ => Task.Run(async () =>
+        {
+            var buffer = new byte[StreamCopier.BufferSize];
+            int i;
+            while ((i = Interlocked.Increment(ref next)) < readFiles)
+            {
+                await using var fs = new FileStream(Path.Combine(ceilingDir, $"f{i}"), FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.Asynchronous | FileOptions.SequentialScan);
+                while (await fs.ReadAsync(buffer, ct) > 0)
+                {
+                }
+            }
+        }, ct)));
+        var readSecs = sw.Elapsed.TotalSeconds;
+        Directory.Delete(ceilingDir, recursive: true);
+        var objectMb = files / o.Replicas * (double)o.Size / (1 << 20);
+        return new Ceilings(Math.Round(objectMb / writeSecs, 1), Math.Round(readFiles * (double)o.Size / (1 << 20) / readSecs, 1),
+            $"write: {files} files of {Human(o.Size)} (objects × {o.Replicas} replicas) fsync'd each, {o.Concurrency} writers, MB/s per object byte; " +
+            $"read: one copy of each object back, {o.Concurrency} readers, {(cold ? "page cache dropped first (as before the GET phase)" : "page cache not droppable here: memory speed")}");
+    }
+
+    /// <summary>Drops the page cache (root only) so GET and its ceiling both read from the disk; false if not allowed.</summary>
+    private static bool DropCaches()
+    {
+        try
+        {
+            using (var p = Process.Start("sync"))
+            {
+                p?.WaitForExit();
+            }
+            File.WriteAllText("/proc/sys/vm/drop_caches", "3");
+            return true;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or System.ComponentModel.Win32Exception)
+        {
+            return false;
+        }
+    }
+
+    private static async Task WaitForNodesAsync(string url, int want, CancellationToken ct)
+    {
+        using var http = new HttpClient();
+        for (var i = 0; i < 100; i++)
+        {
+            var h = await http.GetFromJsonAsync<JsonElement>($"{url}/healthz", ct);
+            if (h.GetProperty("alive_nodes").GetInt32() >= want)
+            {
+                return;
+            }
+            await Task.Delay(100, ct);
+        }
+        throw new TimeoutException("volumes did not become alive");
+    }
+
+    /// <summary>A request body of `size` bytes cut from the random block: streamed, Content-Length known.</summary>
+    private sealed class PatternContent(long size) : HttpContent
+    {
+        protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
+            await SerializeToStreamAsync(stream, context, CancellationToken.None);
+
+        protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
+        {
+            long sent = 0;
+            while (sent < size)
+            {
+                var n = (int)Math.Min(BlockSize, size - sent);
+                await stream.WriteAsync(Block.AsMemory(0, n), cancellationToken);
+                sent += n;
+            }
+        }
+
+        protected override bool TryComputeLength(out long length)
+        {
+            length = size;
+            return true;
+        }
+    }
+}

@@ -1,0 +1,98 @@
+using System.CommandLine;
+using System.Globalization;
+using NanoKv.Bench;
+using Spectre.Console;
+
+var volumes = new Option<int>("--volumes") { Description = "Volumes to launch", DefaultValueFactory = _ => 3 };
+var replicas = new Option<int>("--replicas") { Description = "Replicas per object", DefaultValueFactory = _ => 3 };
+var coordPort = new Option<int>("--coord-port") { Description = "Coordinator port of the launched cluster", DefaultValueFactory = _ => 3000 };
+var volumePort = new Option<int>("--volume-port") { Description = "First volume port of the launched cluster", DefaultValueFactory = _ => 3001 };
+var concurrency = new Option<int>("--concurrency", "--vus") { Description = "Concurrent requests", DefaultValueFactory = _ => 16 };
+var duration = new Option<string>("--duration") { Description = "Time limit per phase (30s, 2m)", DefaultValueFactory = _ => "30s" };
+var count = new Option<int>("--count") { Description = "Object limit per phase", DefaultValueFactory = _ => 1000 };
+var size = new Option<string>("--size") { Description = "Object size (1MiB, 16MiB, 1GiB or bytes)", DefaultValueFactory = _ => "16MiB" };
+var target = new Option<string?>("--target") { Description = "Benchmark a running coordinator at this URL instead of launching a cluster" };
+var data = new Option<string?>("--data") { Description = "Data folder of the launched cluster and the ceiling files (default: a temp folder, removed after)" };
+var output = new Option<string?>("--out") { Description = "JSON result file (default: bench-results/bench-<size>-c<concurrency>-<time>.json)" };
+var noCeilings = new Option<bool>("--no-ceilings") { Description = "Skip measuring the disk's write/read ceilings" };
+var warmCache = new Option<bool>("--keep-page-cache") { Description = "Do not drop the page cache before the GET phase and the read ceiling" };
+
+var root = new RootCommand("nanokv benchmark: PUT, GET and mixed load against a local or running cluster, compared with the disk's own limits")
+{
+    volumes, replicas, coordPort, volumePort, concurrency, duration, count, size, target, data, output, noCeilings, warmCache,
+};
+root.SetAction(async (p, ct) =>
+{
+    if (Console.IsOutputRedirected)
+    {
+        AnsiConsole.Profile.Width = 160; // keep table columns readable in logs
+    }
+    BenchOptions o;
+    try
+    {
+        var bytes = BenchRunner.ParseSize(p.GetValue(size)!);
+        o = new BenchOptions
+        {
+            Volumes = p.GetValue(volumes),
+            Replicas = p.GetValue(replicas),
+            CoordPort = p.GetValue(coordPort),
+            VolumeStartPort = p.GetValue(volumePort),
+            Concurrency = Math.Max(1, p.GetValue(concurrency)),
+            Duration = TimeSpan.FromSeconds(NanoKv.Ops.OpsOptions.ParseDuration(p.GetValue(duration)!)),
+            Count = p.GetValue(count),
+            Size = bytes,
+            Target = p.GetValue(target),
+            DataDir = p.GetValue(data) ?? "",
+            OutFile = p.GetValue(output) ?? Path.Combine("bench-results", $"bench-{BenchRunner.Human(bytes).Replace(" ", "", StringComparison.Ordinal)}-c{p.GetValue(concurrency)}-{DateTime.UtcNow:yyyyMMddTHHmmss}.json"),
+            SkipCeilings = p.GetValue(noCeilings),
+            DropCaches = !p.GetValue(warmCache),
+        };
+    }
+    catch (FormatException ex)
+    {
+        await Console.Error.WriteLineAsync($"error: {ex.Message}");
+        return 2;
+    }
+    try
+    {
+        var result = await BenchRunner.RunAsync(o, line => Console.Error.WriteLine(line), ct);
+        Print(result, o);
+        Console.WriteLine($"results: {o.OutFile}");
+        return result.Phases.Sum(ph => ph.Failures) == 0 ? 0 : 1;
+    }
+    catch (Exception ex) when (ex is InvalidOperationException or TimeoutException or HttpRequestException)
+    {
+        await Console.Error.WriteLineAsync($"error: {ex.Message}");
+        return 2;
+    }
+});
+return await root.Parse(args).InvokeAsync();
+
+static void Print(BenchResult r, BenchOptions o)
+{
+    var t = new Table().Title($"{BenchRunner.Human(o.Size)} objects, {o.Volumes} volumes, {o.Replicas} replicas, concurrency {o.Concurrency}");
+    foreach (var col in new[] { "phase", "requests", "failures", "obj/s", "MB/s", "p50 ms", "p90 ms", "p99 ms", "max ms" })
+    {
+        t.AddColumn(new TableColumn(col).RightAligned());
+    }
+    foreach (var ph in r.Phases)
+    {
+        t.AddRow(ph.Phase, F(ph.Requests), F(ph.Failures), F(ph.ObjectsPerSec), F(ph.MbPerSec), F(ph.P50Ms), F(ph.P90Ms), F(ph.P99Ms), F(ph.MaxMs));
+    }
+    AnsiConsole.Write(t);
+    if (r.Ceilings is { } c)
+    {
+        AnsiConsole.MarkupLineInterpolated($"PUT {r.Phases[0].MbPerSec} MB/s = {r.PutPct:0}% of the fsync'd write ceiling ({c.WriteMbPerSec} MB/s of object bytes × {o.Replicas} replicas)");
+        AnsiConsole.MarkupLineInterpolated($"GET {r.Phases[1].MbPerSec} MB/s = {r.GetPct:0}% of the read ceiling ({c.ReadMbPerSec} MB/s)");
+    }
+    foreach (var (name, rss) in r.PeakRss.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+    {
+        AnsiConsole.MarkupLineInterpolated($"peak RSS {name}: {rss / (1024 * 1024)} MB");
+    }
+    foreach (var ph in r.Phases.Where(ph => ph.FirstError is not null))
+    {
+        AnsiConsole.MarkupLineInterpolated($"[red]{ph.Phase}: first error: {ph.FirstError}[/]");
+    }
+}
+
+static string F(double v) => v.ToString("0.##", CultureInfo.InvariantCulture);

@@ -1,0 +1,79 @@
+using System.Text.Json;
+using NanoKv.Bench;
+using NanoKv.Tests.Infrastructure;
+
+namespace NanoKv.Tests.Bench;
+
+/// <summary>Keeps the benchmark command working: a few seconds of small objects. Asserts nothing about speed.</summary>
+public class BenchSmokeTests
+{
+    [Fact]
+    public async Task ABriefBenchmarkRunsWithoutFailuresAndWritesJson()
+    {
+        var dir = TempDir.Create("bench");
+        try
+        {
+            var basePort = FreeRange(4);
+            var o = new BenchOptions
+            {
+                Volumes = 3,
+                Replicas = 3,
+                CoordPort = basePort,
+                VolumeStartPort = basePort + 1,
+                Concurrency = 2,
+                Count = 12,
+                Duration = TimeSpan.FromSeconds(10),
+                Size = 256 * 1024,
+                DataDir = Path.Combine(dir, "data"),
+                OutFile = Path.Combine(dir, "out.json"),
+                DropCaches = false,
+            };
+            var result = await BenchRunner.RunAsync(o, _ => { }, CancellationToken.None);
+            Assert.Equal(["put", "get", "mixed"], result.Phases.Select(p => p.Phase));
+            Assert.All(result.Phases, p => Assert.Equal(0, p.Failures));
+            Assert.Equal(12, result.Phases[0].Requests);
+            Assert.NotNull(result.Ceilings);
+            Assert.Equal(4, result.PeakRss.Count);
+            using var json = JsonDocument.Parse(await File.ReadAllTextAsync(o.OutFile));
+            Assert.Equal(3, json.RootElement.GetProperty("phases").GetArrayLength());
+        }
+        finally
+        {
+            TempDir.Delete(dir);
+        }
+    }
+
+    [Theory]
+    [InlineData("16MiB", 16L << 20)]
+    [InlineData("1GiB", 1L << 30)]
+    [InlineData("2MB", 2_000_000)]
+    [InlineData("4096", 4096)]
+    public void SizesParse(string text, long bytes) => Assert.Equal(bytes, BenchRunner.ParseSize(text));
+
+    /// <summary>A run of n consecutive ports that are free right now.</summary>
+    private static int FreeRange(int n)
+    {
+        for (var attempt = 0; attempt < 50; attempt++)
+        {
+            var start = TestCluster.FreePort();
+            var ok = true;
+            for (var i = 1; i < n && ok; i++)
+            {
+                try
+                {
+                    using var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, start + i);
+                    l.Start();
+                }
+                catch (System.Net.Sockets.SocketException)
+                {
+                    ok = false;
+                }
+            }
+            if (ok)
+            {
+                return start;
+            }
+        }
+        throw new InvalidOperationException("no free port range");
+    }
+}
