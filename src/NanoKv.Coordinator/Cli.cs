@@ -23,10 +23,13 @@ public static class Cli
         var probe = new Option<int>("--probe-interval-ms") { Description = "Health probe interval", DefaultValueFactory = _ => 2000 };
         var suspect = new Option<int>("--suspect-after-ms") { Description = "Silence before a node is suspect (no new placements)", DefaultValueFactory = _ => 6000 };
         var down = new Option<int>("--down-after-ms") { Description = "Silence before a node is down", DefaultValueFactory = _ => 15_000 };
+        var rwKeys = new Option<string?>("--access-keys-rw") { Description = $"Comma-separated API keys allowed to PUT/DELETE/GET (default: ${AccessKeys.EnvRw}); no keys = open API" };
+        var roKeys = new Option<string?>("--access-keys-ro") { Description = $"Comma-separated API keys allowed to GET/HEAD only (default: ${AccessKeys.EnvRo})" };
+        var (tlsCert, tlsKey) = TlsOptions();
         var verbose = new Option<bool>("--verbose") { Description = "Debug logging" };
         var cmd = new Command("serve", "Run the coordinator")
         {
-            db, replicas, volumes, host, port, proxy, secret, timeBox, probe, suspect, down, verbose,
+            db, replicas, volumes, host, port, proxy, secret, timeBox, probe, suspect, down, rwKeys, roKeys, tlsCert, tlsKey, verbose,
         };
         cmd.SetAction(async (p, ct) =>
         {
@@ -37,6 +40,10 @@ public static class Cli
                 Port = p.GetValue(port),
                 Volumes = SplitList(p.GetValue(volumes)),
                 Secret = p.GetValue(secret) ?? Environment.GetEnvironmentVariable(ClusterAuth.EnvVar),
+                ReadWriteKeys = SplitList(p.GetValue(rwKeys) ?? Environment.GetEnvironmentVariable(AccessKeys.EnvRw)),
+                ReadOnlyKeys = SplitList(p.GetValue(roKeys) ?? Environment.GetEnvironmentVariable(AccessKeys.EnvRo)),
+                TlsCert = p.GetValue(tlsCert),
+                TlsKey = p.GetValue(tlsKey),
                 DataPath = new DataPathSettings
                 {
                     Replicas = p.GetValue(replicas),
@@ -140,6 +147,11 @@ public static class Cli
         }));
         return cmd;
     }
+
+    /// <summary>--tls-cert/--tls-key: PEM files; both given = serve HTTPS.</summary>
+    public static (Option<string?> Cert, Option<string?> Key) TlsOptions() =>
+        (new("--tls-cert") { Description = "PEM certificate file: serve HTTPS (with --tls-key)" },
+         new("--tls-key") { Description = "PEM private key file for --tls-cert" });
 
     public static Option<string?> SecretOption() =>
         new("--secret") { Description = $"Cluster secret for /internal and /admin calls (default: ${ClusterAuth.EnvVar})" };

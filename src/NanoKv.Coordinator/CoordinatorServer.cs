@@ -21,6 +21,16 @@ public sealed record CoordinatorOptions
 
     public string? Secret { get; init; }
 
+    /// <summary>Public API keys allowed to write (and read).</summary>
+    public IReadOnlyList<string> ReadWriteKeys { get; init; } = [];
+
+    /// <summary>Public API keys allowed to read only.</summary>
+    public IReadOnlyList<string> ReadOnlyKeys { get; init; } = [];
+
+    public string? TlsCert { get; init; }
+
+    public string? TlsKey { get; init; }
+
     public DataPathSettings DataPath { get; init; } = new();
 
     public HealthSettings Health { get; init; } = new();
@@ -63,17 +73,19 @@ public sealed class CoordinatorServer : IAsyncDisposable
             throw new ArgumentException("--replicas must be at least 1");
         }
         var store = MetaStore.Open(options.DbDir);
-        var builder = ServerHost.CreateBuilder("nanokv-coordinator", options.Host, options.Port, options.LogLevel);
+        var builder = ServerHost.CreateBuilder("nanokv-coordinator", options.Host, options.Port, options.LogLevel,
+            options.TlsCert is not null && options.TlsKey is not null ? (options.TlsCert, options.TlsKey) : null);
         var app = builder.Build();
         var http = NodeHttp.Create(options.Secret);
         var nodes = new NodeRegistry(store, http, options.Health, app.Logger);
         nodes.Load(options.Volumes);
         var clock = new VersionClock(store.VersionHighWater());
         var volumes = new VolumeClient(http, options.DataPath.RetryTimeBox, options.DataPath.AttemptTimeout);
-        var objects = new ObjectService(store, nodes, volumes, clock, options.DataPath, app.Logger);
+        var objects = new ObjectService(store, nodes, volumes, clock, options.DataPath, options.Secret, app.Logger);
         var server = new CoordinatorServer(options, app, store, nodes, objects, http);
         app.UseJsonErrors();
         app.UseClusterSecret(options.Secret);
+        new AccessKeys(options.ReadWriteKeys, options.ReadOnlyKeys).Use(app);
         server.MapRoutes();
         return server;
     }
@@ -139,7 +151,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
                 return ApiError.BadRequest(ApiError.Codes.InvalidArgument, "body must be {node_id, url}");
             }
             Nodes.Join(a);
-            return Results.Json(new { joined = true, node_id = a.NodeId });
+            return Results.Json(new { joined = true, node_id = a.NodeId, nodes = Nodes.Urls() });
         });
         app.MapPost("/admin/heartbeat", async Task<IResult> (HttpContext ctx) =>
         {
@@ -149,10 +161,27 @@ public sealed class CoordinatorServer : IAsyncDisposable
                 return ApiError.BadRequest(ApiError.Codes.InvalidArgument, "body must be {node_id, url}");
             }
             return Nodes.Heartbeat(a)
-                ? Results.Json(new { ok = true })
+                ? Results.Json(new { ok = true, nodes = Nodes.Urls() })
                 : ApiError.NotFoundResult($"node {a.NodeId} is not registered; POST /admin/join first");
         });
         app.MapGet("/admin/nodes", () => Results.Json(Nodes.Views()));
+        app.MapPost("/admin/corrupt", async Task<IResult> (HttpContext ctx) =>
+        {
+            CorruptReport? r = null;
+            try
+            {
+                r = await ctx.Request.ReadFromJsonAsync<CorruptReport>(ctx.RequestAborted);
+            }
+            catch (System.Text.Json.JsonException)
+            {
+            }
+            if (r is null || !KeyCodec.TryDecode(r.EncodedKey, out var key, out _))
+            {
+                return ApiError.BadRequest(ApiError.Codes.InvalidArgument, "body must be {node_id, key (percent-encoded)}");
+            }
+            Objects.MarkCorrupt(key, r.NodeId);
+            return Results.Json(new { recorded = true });
+        });
         new OpsJobs(Store, Nodes, _http, Path.Combine(Options.DbDir, "ops-journal"), app.Logger).Map(app);
 
         app.MapMethods("/{**key}", ["GET", "HEAD", "PUT", "DELETE"], (Func<HttpContext, Task<IResult>>)ObjectRoute);

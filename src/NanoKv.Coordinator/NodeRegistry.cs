@@ -110,6 +110,9 @@ public sealed class NodeRegistry(MetaStore store, HttpClient http, HealthSetting
 
     public List<string> AllIds() => [.. _nodes.Keys];
 
+    /// <summary>URLs of every known volume: the pull allowlist volumes receive with each heartbeat.</summary>
+    public List<string> Urls() => _nodes.Values.Select(n => n.Url).ToList();
+
     /// <summary>True when the URL belongs to a registered node (pull sources must be cluster members).</summary>
     public bool IsNodeUrl(string url) => _nodes.Values.Any(n => n.Url == url.TrimEnd('/'));
 

@@ -30,8 +30,14 @@ public sealed record DataPathSettings
 /// PUT/GET/DELETE of objects: the coordinator side of prepare → upload → verify → commit, with abort on
 /// any failure before commit and rollback of partial commits, so a key is either fully written or absent.
 /// </summary>
-public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeClient volumes, VersionClock clock, DataPathSettings settings, ILogger logger)
+public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeClient volumes, VersionClock clock, DataPathSettings settings, string? secret, ILogger logger)
 {
+    /// <summary>How long a redirect's presigned volume URL stays valid.</summary>
+    private static readonly TimeSpan PresignLifetime = TimeSpan.FromMinutes(5);
+
+    /// <summary>Replicas a volume reported as failing their checksum ("node\nkey" → when); GETs try them last.</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, DateTimeOffset> _corrupt = new();
+
     public DataPathSettings Settings => settings;
 
     /// <summary>Write-once PUT streamed to every replica at once.</summary>
@@ -200,7 +206,8 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
         var candidates = meta.Replicas
             .Select(id => (Id: id, Status: nodes.StatusOf(id), Url: nodes.UrlOf(id)))
             .Where(c => c.Status != NodeStatus.Down && c.Url is not null)
-            .OrderBy(c => c.Status)
+            .OrderBy(c => IsMarkedCorrupt(key, c.Id))
+            .ThenBy(c => c.Status)
             .ToList();
         ctx.Response.Headers.ETag = $"\"{meta.Etag}\"";
         if (headOnly)
@@ -217,7 +224,7 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
         var proxy = settings.ProxyGet || ctx.Request.Query["proxy"] is var q && (q == "1" || q == "true");
         if (!proxy)
         {
-            return Results.Redirect(candidates[0].Url + "/" + KeyCodec.UrlPath(key));
+            return Results.Redirect(candidates[0].Url + "/" + KeyCodec.UrlPath(key) + Presign(key));
         }
         foreach (var c in candidates)
         {
@@ -228,6 +235,27 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
             nodes.ReportFailure(c.Id);
         }
         return ctx.Response.HasStarted ? Results.Empty : ApiError.Unavailable(ApiError.Codes.Unavailable, "every replica failed to serve the object");
+    }
+
+    /// <summary>Records a volume's report that its copy of key is corrupt (it has quarantined it; repair re-copies).</summary>
+    public void MarkCorrupt(byte[] key, string nodeId)
+    {
+        logger.LogWarning("volume {Node} reports a corrupt copy of {Key}; reads go to other replicas, run repair", nodeId, KeyCodec.Display(key));
+        _corrupt[nodeId + "\n" + KeyCodec.Encode(key)] = DateTimeOffset.UtcNow;
+    }
+
+    private bool IsMarkedCorrupt(byte[] key, string nodeId) =>
+        !_corrupt.IsEmpty && _corrupt.TryGetValue(nodeId + "\n" + KeyCodec.Encode(key), out var at) && DateTimeOffset.UtcNow - at < TimeSpan.FromHours(1);
+
+    /// <summary>exp/sig query for a volume URL when the cluster has a secret (volumes refuse unsigned reads then).</summary>
+    private string Presign(byte[] key)
+    {
+        if (string.IsNullOrEmpty(secret))
+        {
+            return "";
+        }
+        var exp = DateTimeOffset.UtcNow.Add(PresignLifetime).ToUnixTimeSeconds();
+        return $"?exp={exp}&sig={ClusterAuth.Sign(secret, KeyCodec.Encode(key), exp)}";
     }
 
     /// <summary>DELETE: tombstone first (the key is gone from then on), then delete on every replica.</summary>
@@ -446,8 +474,11 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
                 ctx.Response.Headers.ContentRange = cr.ToString();
             }
             await using var body = await resp.Content.ReadAsStreamAsync(ctx.RequestAborted);
-            var copy = await StreamCopier.CopyAsync(body, ctx.Response.Body, ctx.RequestAborted);
             var full = resp.StatusCode == System.Net.HttpStatusCode.OK;
+            // Full bodies are checked against the committed etag, holding the last chunk back until it matches.
+            var copy = full
+                ? await StreamCopier.CopyVerifiedAsync(body, ctx.Response.Body, meta.Etag, ctx.RequestAborted)
+                : await StreamCopier.CopyAsync(body, ctx.Response.Body, ctx.RequestAborted);
             if (!copy.Ok || (full && (copy.Bytes != meta.Size || copy.Etag != meta.Etag)))
             {
                 // Never end a response that carried wrong bytes normally: the client must see a failure.

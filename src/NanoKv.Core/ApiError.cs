@@ -24,6 +24,8 @@ public sealed record ApiError(
         public const string UploadConflict = "upload_conflict";
         public const string ReplicaFailed = "replica_failed";
         public const string Unauthorized = "unauthorized";
+        public const string Forbidden = "forbidden";
+        public const string UnknownSource = "unknown_source";
         public const string InsufficientStorage = "insufficient_storage";
         public const string Injected = "injected_fault";
         public const string Internal = "internal_error";

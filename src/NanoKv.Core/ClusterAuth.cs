@@ -35,6 +35,32 @@ public static class ClusterAuth
         });
     }
 
+    /// <summary>True when the request carries the cluster secret (constant-time comparison).</summary>
+    public static bool HasSecret(HttpContext ctx, string secret) =>
+        CryptographicOperations.FixedTimeEquals(
+            SHA256.HashData(Encoding.UTF8.GetBytes(secret)),
+            SHA256.HashData(Encoding.UTF8.GetBytes(ctx.Request.Headers[Header].ToString())));
+
+    /// <summary>
+    /// Signature of a presigned volume GET: HMAC-SHA256(secret, encoded key + expiry). The coordinator puts it
+    /// on redirects, so clients can follow them while volumes refuse unsigned reads when a secret is set.
+    /// </summary>
+    public static string Sign(string secret, string encodedKey, long expiresUnix) =>
+        Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(secret), Encoding.UTF8.GetBytes($"{encodedKey}\n{expiresUnix}")));
+
+    /// <summary>Checks exp/sig query parameters of a presigned GET.</summary>
+    public static bool HasValidSignature(HttpContext ctx, string secret, string encodedKey)
+    {
+        if (!long.TryParse(ctx.Request.Query["exp"], System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var exp)
+            || exp < DateTimeOffset.UtcNow.ToUnixTimeSeconds())
+        {
+            return false;
+        }
+        var given = Encoding.ASCII.GetBytes(ctx.Request.Query["sig"].ToString());
+        var want = Encoding.ASCII.GetBytes(Sign(secret, encodedKey, exp));
+        return CryptographicOperations.FixedTimeEquals(want, given);
+    }
+
     /// <summary>A fresh random secret for `coord dev`.</summary>
     public static string Generate() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
 }

@@ -46,6 +46,11 @@ public sealed record NodeAnnounce(
     [property: JsonPropertyName("capacity_bytes")] long? CapacityBytes,
     [property: JsonPropertyName("free_bytes")] long? FreeBytes);
 
+/// <summary>A volume telling the coordinator that its copy of a key failed its checksum.</summary>
+public sealed record CorruptReport(
+    [property: JsonPropertyName("node_id")] string NodeId,
+    [property: JsonPropertyName("key")] string EncodedKey);
+
 /// <summary>Answer of a volume's GET /healthz.</summary>
 public sealed record VolumeHealth(
     [property: JsonPropertyName("status")] string Status,

@@ -30,7 +30,8 @@ public static class ServerHost
     public static readonly Histogram<double> RequestDuration = Meter.CreateHistogram<double>("nanokv.request.duration", unit: "ms");
 
     /// <summary>A slim builder listening on host:port (127.0.0.1 unless told otherwise; port 0 picks a free one).</summary>
-    public static WebApplicationBuilder CreateBuilder(string serviceName, string host, int port, LogLevel logLevel)
+    /// <param name="tls">PEM certificate and key files: serve HTTPS instead of HTTP</param>
+    public static WebApplicationBuilder CreateBuilder(string serviceName, string host, int port, LogLevel logLevel, (string Cert, string Key)? tls = null)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = serviceName, Args = [] });
         builder.Logging.ClearProviders();
@@ -45,7 +46,13 @@ public static class ServerHost
         builder.Logging.AddFilter("System.Net.Http", LogLevel.Warning);
         builder.WebHost.ConfigureKestrel(k =>
         {
-            k.Listen(ParseHost(host), port);
+            k.Listen(ParseHost(host), port, listen =>
+            {
+                if (tls is { } t)
+                {
+                    listen.UseHttps(System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(t.Cert, t.Key));
+                }
+            });
             k.AddServerHeader = false;
             // Header size/count and the minimum body data rate stay at Kestrel's protective defaults;
             // only object/upload endpoints lift the body size cap (see AllowLargeBody).

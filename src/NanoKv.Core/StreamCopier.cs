@@ -87,6 +87,62 @@ public static class StreamCopier
     public static Task<CopyResult> CopyAsync(Stream src, Stream dst, CancellationToken ct) =>
         CopyAsync(src, (m, c) => dst.WriteAsync(m, c), long.MaxValue, ct);
 
+    /// <summary>
+    /// Copies src to dst while checking it against an expected BLAKE3. Each chunk is written only after the
+    /// next one has been read, so the final chunk is held back until the hash is known: on a mismatch the
+    /// destination never receives the whole body, and the caller aborts the response — a reader can get a
+    /// failed transfer, never silently wrong bytes.
+    /// </summary>
+    public static async Task<CopyResult> CopyVerifiedAsync(Stream src, Stream dst, string expectedEtag, CancellationToken ct)
+    {
+        var current = ArrayPool<byte>.Shared.Rent(BufferSize);
+        var next = ArrayPool<byte>.Shared.Rent(BufferSize);
+        using var hasher = Blake3.Hasher.New();
+        long total = 0;
+        try
+        {
+            var held = await FillAsync(src, current, ct);
+            hasher.Update(current.AsSpan(0, held));
+            total += held;
+            while (held > 0)
+            {
+                var n = await FillAsync(src, next, ct);
+                if (n == 0)
+                {
+                    var etag = hasher.Finalize().ToString();
+                    if (!string.Equals(etag, expectedEtag, StringComparison.OrdinalIgnoreCase))
+                    {
+                        return new CopyResult(total, etag, CopyStatus.InputError, new InvalidDataException($"data hashes to {etag}, expected {expectedEtag}"));
+                    }
+                    await dst.WriteAsync(current.AsMemory(0, held), ct);
+                    return new CopyResult(total, etag, CopyStatus.Ok, null);
+                }
+                hasher.Update(next.AsSpan(0, n));
+                total += n;
+                await dst.WriteAsync(current.AsMemory(0, held), ct);
+                (current, next) = (next, current);
+                held = n;
+            }
+            var empty = hasher.Finalize().ToString();
+            return string.Equals(empty, expectedEtag, StringComparison.OrdinalIgnoreCase)
+                ? new CopyResult(0, empty, CopyStatus.Ok, null)
+                : new CopyResult(0, empty, CopyStatus.InputError, new InvalidDataException("empty body does not match the expected hash"));
+        }
+        catch (OperationCanceledException ex)
+        {
+            return new CopyResult(total, "", CopyStatus.Canceled, ex);
+        }
+        catch (Exception ex)
+        {
+            return new CopyResult(total, "", CopyStatus.OutputError, ex);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(current);
+            ArrayPool<byte>.Shared.Return(next);
+        }
+    }
+
     /// <summary>Reads until the buffer is full or the source ends, so sinks see few, large writes.</summary>
     private static async ValueTask<int> FillAsync(Stream src, byte[] buffer, CancellationToken ct)
     {

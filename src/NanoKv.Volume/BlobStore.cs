@@ -275,6 +275,28 @@ public sealed class BlobStore
         }
     }
 
+    /// <summary>
+    /// Moves a blob that failed its checksum to quarantine/ (kept for inspection, never served or listed),
+    /// so readers fail over and repair sees the replica as missing.
+    /// </summary>
+    public void Quarantine(byte[] key)
+    {
+        var path = BlobPath(key);
+        var dir = Path.Combine(Root, "quarantine");
+        Durable.CreateDirectory(dir);
+        var dest = Path.Combine(dir, $"{Path.GetFileName(path)}.{DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()}");
+        try
+        {
+            File.Move(path, dest);
+            Durable.WriteAllBytes(dest + ".key", key);
+            File.Delete(path + ".key");
+            Durable.FsyncDirectory(Path.GetDirectoryName(path)!);
+        }
+        catch (FileNotFoundException)
+        {
+        }
+    }
+
     /// <summary>Removes a tombstone marker (gc, after its TTL).</summary>
     public void PurgeTombstone(byte[] key)
     {

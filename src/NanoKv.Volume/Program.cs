@@ -12,11 +12,15 @@ var coordinator = new Option<string?>("--coordinator") { Description = "Coordina
 var secret = new Option<string?>("--secret") { Description = $"Cluster secret required on /internal and /admin (default: ${ClusterAuth.EnvVar})" };
 var heartbeat = new Option<int>("--heartbeat-ms") { Description = "Heartbeat interval in milliseconds", DefaultValueFactory = _ => 2000 };
 var faults = new Option<bool>("--enable-fault-injection") { Description = "Test only: enable POST /admin/faults (also NANOKV_FAULTS=1)" };
+var peers = new Option<string?>("--peers") { Description = "Comma-separated volume URLs /internal/pull may fetch from (the coordinator's node list is added automatically)" };
+var noVerify = new Option<bool>("--no-verify-reads") { Description = "Skip hashing full-body GETs against the stored BLAKE3 (faster; corrupt bytes are then only caught by verify --deep)" };
+var tlsCert = new Option<string?>("--tls-cert") { Description = "PEM certificate file: serve HTTPS (with --tls-key)" };
+var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key file for --tls-cert" };
 var verbose = new Option<bool>("--verbose") { Description = "Debug logging" };
 
 var root = new RootCommand("nanokv volume server: stores blobs on the local filesystem and serves them over HTTP")
 {
-    data, host, port, nodeId, publicUrl, coordinator, secret, heartbeat, faults, verbose,
+    data, host, port, nodeId, publicUrl, coordinator, secret, heartbeat, peers, noVerify, tlsCert, tlsKey, faults, verbose,
 };
 root.SetAction(async (parse, ct) =>
 {
@@ -30,6 +34,10 @@ root.SetAction(async (parse, ct) =>
         CoordinatorUrl = parse.GetValue(coordinator),
         Secret = parse.GetValue(secret) ?? Environment.GetEnvironmentVariable(ClusterAuth.EnvVar),
         HeartbeatInterval = TimeSpan.FromMilliseconds(parse.GetValue(heartbeat)),
+        Peers = (parse.GetValue(peers) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+        VerifyReads = !parse.GetValue(noVerify),
+        TlsCert = parse.GetValue(tlsCert),
+        TlsKey = parse.GetValue(tlsKey),
         EnableFaults = parse.GetValue(faults) || Environment.GetEnvironmentVariable("NANOKV_FAULTS") == "1",
         LogLevel = parse.GetValue(verbose) ? LogLevel.Debug : LogLevel.Information,
     };

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Globalization;
 using System.Net.Http.Json;
 using Microsoft.AspNetCore.Builder;
@@ -25,6 +26,16 @@ public sealed record VolumeOptions
     public string? Secret { get; init; }
 
     public bool EnableFaults { get; init; }
+
+    /// <summary>Volume URLs pulls may fetch from (besides those the coordinator announces).</summary>
+    public IReadOnlyList<string> Peers { get; init; } = [];
+
+    /// <summary>Hash full-body GETs against the BLAKE3 recorded at upload and fail the transfer on a mismatch.</summary>
+    public bool VerifyReads { get; init; } = true;
+
+    public string? TlsCert { get; init; }
+
+    public string? TlsKey { get; init; }
 
     public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(2);
 
@@ -56,6 +67,9 @@ public sealed class VolumeServer : IAsyncDisposable
 
     public Faults Faults { get; } = new();
 
+    /// <summary>URLs of cluster volumes, from --peers and the coordinator's heartbeat answers.</summary>
+    private readonly ConcurrentDictionary<string, byte> _peers = new();
+
     /// <summary>URL other nodes and clients use to reach this volume.</summary>
     public string Url { get; private set; } = "";
 
@@ -63,9 +77,14 @@ public sealed class VolumeServer : IAsyncDisposable
     {
         var store = new BlobStore(options.DataDir);
         var nodeId = ResolveNodeId(options, store.Root);
-        var builder = ServerHost.CreateBuilder("nanokv-volume", options.Host, options.Port, options.LogLevel);
+        var builder = ServerHost.CreateBuilder("nanokv-volume", options.Host, options.Port, options.LogLevel,
+            options.TlsCert is not null && options.TlsKey is not null ? (options.TlsCert, options.TlsKey) : null);
         var app = builder.Build();
         var server = new VolumeServer(options, app, store, nodeId, NodeHttp.Create(options.Secret));
+        foreach (var peer in options.Peers)
+        {
+            server._peers[peer.TrimEnd('/')] = 0;
+        }
         app.UseJsonErrors();
         app.UseClusterSecret(options.Secret);
         server.MapRoutes();
@@ -131,6 +150,11 @@ public sealed class VolumeServer : IAsyncDisposable
                 using var resp = await _http.PostAsJsonAsync(coord + (joined ? "/admin/heartbeat" : "/admin/join"), announce, ct);
                 if (resp.IsSuccessStatusCode)
                 {
+                    var answer = await resp.Content.ReadFromJsonAsync<HeartbeatAnswer>(ct);
+                    foreach (var url in answer?.Nodes ?? [])
+                    {
+                        _peers[url.TrimEnd('/')] = 0;
+                    }
                     if (!joined)
                     {
                         _app.Logger.LogInformation("joined coordinator {Coordinator} as {NodeId}", coord, NodeId);
@@ -164,10 +188,10 @@ public sealed class VolumeServer : IAsyncDisposable
     private void MapRoutes()
     {
         var app = _app;
-        app.MapGet("/healthz", (HttpContext ctx) =>
+        app.MapGet("/healthz", async (HttpContext ctx) =>
             ServerHost.IsExactRoute(ctx, "/healthz")
                 ? Results.Json(new VolumeHealth("ok", NodeId, Store.CapacityBytes(), Store.FreeBytes()))
-                : ServeBlob(ctx));
+                : await ServeBlob(ctx));
 
         app.MapPost("/internal/prepare", Handler("prepare", ctx =>
         {
@@ -272,7 +296,7 @@ public sealed class VolumeServer : IAsyncDisposable
             return Results.NoContent();
         });
 
-        app.MapMethods("/{**key}", ["GET", "HEAD"], ServeBlob);
+        app.MapMethods("/{**key}", ["GET", "HEAD"], (Func<HttpContext, Task<IResult>>)ServeBlob);
         app.MapFallback((HttpContext ctx) => ApiError.NotFoundResult($"no route for {ctx.Request.Method} {ctx.Request.Path}"));
     }
 
@@ -283,6 +307,12 @@ public sealed class VolumeServer : IAsyncDisposable
         if (!Uri.TryCreate(from, UriKind.Absolute, out var fromUri) || (fromUri.Scheme != "http" && fromUri.Scheme != "https"))
         {
             throw new VolumeException(400, ApiError.Codes.InvalidArgument, "from must be an absolute http(s) URL of a volume");
+        }
+        // Only cluster volumes may be pull sources (no fetching arbitrary URLs on a caller's behalf). A volume
+        // with neither a coordinator nor --peers (a standalone dev volume) has no list to check against.
+        if ((Options.CoordinatorUrl is not null || Options.Peers.Count > 0) && !await IsPeerAsync(from.TrimEnd('/'), ctx.RequestAborted))
+        {
+            throw new VolumeException(403, ApiError.Codes.UnknownSource, $"{from} is not a registered cluster volume");
         }
         var key = Store.UploadKey(uploadId);
         var url = from.TrimEnd('/') + "/" + KeyCodec.UrlPath(key);
@@ -297,6 +327,11 @@ public sealed class VolumeServer : IAsyncDisposable
         }
         using (resp)
         {
+            if ((int)resp.StatusCode is >= 400 and < 500)
+            {
+                // The source does not have it (or refuses us): retrying will not help, try another source.
+                throw new VolumeException(424, ApiError.Codes.Unavailable, $"pull source {from} answered {(int)resp.StatusCode}");
+            }
             if (!resp.IsSuccessStatusCode)
             {
                 throw new VolumeException(502, ApiError.Codes.Unavailable, $"pull source {from} answered {(int)resp.StatusCode}");
@@ -308,7 +343,29 @@ public sealed class VolumeServer : IAsyncDisposable
         }
     }
 
-    private IResult ServeBlob(HttpContext ctx)
+    /// <summary>Known peer, or one the coordinator lists now (a volume that joined since our last heartbeat).</summary>
+    private async Task<bool> IsPeerAsync(string url, CancellationToken ct)
+    {
+        if (_peers.ContainsKey(url) || Options.CoordinatorUrl is not { } coord)
+        {
+            return _peers.ContainsKey(url);
+        }
+        try
+        {
+            var nodes = await _http.GetFromJsonAsync<List<PeerView>>(coord.TrimEnd('/') + "/admin/nodes", ct);
+            foreach (var n in nodes ?? [])
+            {
+                _peers[n.Url.TrimEnd('/')] = 0;
+            }
+        }
+        catch (Exception ex) when (ex is HttpRequestException or System.Text.Json.JsonException or TaskCanceledException)
+        {
+            _app.Logger.LogWarning("could not refresh the node list from {Coordinator}: {Error}", coord, ex.Message);
+        }
+        return _peers.ContainsKey(url);
+    }
+
+    private async Task<IResult> ServeBlob(HttpContext ctx)
     {
         if (Faults.Take("get") is FaultRule f)
         {
@@ -317,6 +374,12 @@ public sealed class VolumeServer : IAsyncDisposable
         if (!KeyCodec.TryParseTarget(ServerHost.RawTarget(ctx), out var key, out var error))
         {
             return ApiError.BadRequest(ApiError.Codes.InvalidKey, error);
+        }
+        // With a cluster secret, blobs are readable by cluster nodes (secret header) or through a coordinator
+        // redirect (presigned, short-lived URL) only.
+        if (Options.Secret is { Length: > 0 } secret && !ClusterAuth.HasSecret(ctx, secret) && !ClusterAuth.HasValidSignature(ctx, secret, KeyCodec.Encode(key)))
+        {
+            return ApiError.Result(401, ApiError.Codes.Unauthorized, "reads need a presigned URL from the coordinator or the cluster secret");
         }
         var path = Store.BlobPath(key);
         var fi = new FileInfo(path);
@@ -337,6 +400,26 @@ public sealed class VolumeServer : IAsyncDisposable
             }
             return Results.Empty;
         }
+        if (Options.VerifyReads && etag is not null && ctx.Request.Headers.Range.Count == 0 && ctx.Request.Headers.IfNoneMatch.Count == 0)
+        {
+            // Full reads are hashed on the way out; the last chunk is held until the hash matches.
+            ctx.Response.ContentLength = fi.Length;
+            ctx.Response.ContentType = "application/octet-stream";
+            ctx.Response.Headers.AcceptRanges = "bytes";
+            ctx.Response.Headers.ETag = tag!.ToString();
+            await using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1, FileOptions.Asynchronous | FileOptions.SequentialScan);
+            var copy = await StreamCopier.CopyVerifiedAsync(fs, ctx.Response.Body, etag, ctx.RequestAborted);
+            if (copy.Status == CopyStatus.InputError)
+            {
+                _app.Logger.LogError("corrupt blob {Key} on {NodeId}: {Error}; transfer aborted, blob quarantined", KeyCodec.Display(key), NodeId, copy.Error?.Message);
+                ctx.Abort();
+                await fs.DisposeAsync();
+                // Out of blobs/ so no one reads it again; verify then sees a missing replica and repair re-copies it.
+                Store.Quarantine(key);
+                _ = Task.Run(() => ReportCorruptAsync(key), CancellationToken.None);
+            }
+            return Results.Empty;
+        }
         // PhysicalFile uses sendfile and handles Range/If-None-Match.
         return Results.File(path, "application/octet-stream", lastModified: fi.LastWriteTimeUtc, entityTag: tag, enableRangeProcessing: true);
     }
@@ -345,9 +428,29 @@ public sealed class VolumeServer : IAsyncDisposable
     private Delegate Handler(string op, Func<HttpContext, Task<IResult>> body) =>
         (Func<HttpContext, Task<IResult>>)(ctx => Guard(ctx, op, () => body(ctx)));
 
+    /// <summary>Query parameters each internal/admin endpoint understands; anything else is a caller bug (400).</summary>
+    private static readonly Dictionary<string, string[]> AllowedParams = new()
+    {
+        ["prepare"] = ["key", "upload_id", "expected_size"],
+        ["upload"] = ["upload_id", "etag"],
+        ["status"] = ["upload_id"],
+        ["pull"] = ["upload_id", "from", "etag"],
+        ["commit"] = ["upload_id", "key", "version"],
+        ["abort"] = ["upload_id"],
+        ["delete"] = ["key", "version", "tombstone"],
+        ["list"] = ["limit", "after", "prefix", "tombstones"],
+        ["blob"] = ["key", "deep"],
+        ["purge_tombstone"] = ["key"],
+        ["sweep_tmp"] = ["safe_age_secs"],
+    };
+
     /// <summary>Runs an endpoint body with fault injection and maps VolumeException to its JSON error.</summary>
     private async Task<IResult> Guard(HttpContext ctx, string op, Func<Task<IResult>> body)
     {
+        if (AllowedParams.TryGetValue(op, out var allowed) && ctx.Request.Query.Keys.FirstOrDefault(k => !allowed.Contains(k)) is string unknown)
+        {
+            return ApiError.BadRequest(ApiError.Codes.InvalidArgument, $"unknown query parameter '{unknown}' (accepted: {string.Join(", ", allowed)})");
+        }
         if (Faults.Take(op) is FaultRule rule)
         {
             if (rule.Mode == "stall")
@@ -404,6 +507,27 @@ public sealed class VolumeServer : IAsyncDisposable
     private static string? NullIfEmpty(string? s) => string.IsNullOrEmpty(s) ? null : s;
 
     private static long VersionNow() => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1000;
+
+    /// <summary>Tells the coordinator to send readers of this key elsewhere.</summary>
+    private async Task ReportCorruptAsync(byte[] key)
+    {
+        if (Options.CoordinatorUrl is not { } coord)
+        {
+            return;
+        }
+        try
+        {
+            using var resp = await _http.PostAsJsonAsync(coord.TrimEnd('/') + "/admin/corrupt", new CorruptReport(NodeId, KeyCodec.Encode(key)), _stop.Token);
+        }
+        catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException)
+        {
+            _app.Logger.LogWarning("could not report corrupt {Key} to {Coordinator}: {Error}", KeyCodec.Display(key), coord, ex.Message);
+        }
+    }
+
+    private sealed record PeerView([property: System.Text.Json.Serialization.JsonPropertyName("url")] string Url);
+
+    private sealed record HeartbeatAnswer([property: System.Text.Json.Serialization.JsonPropertyName("nodes")] List<string>? Nodes);
 
     /// <summary>Flips one bit of the first byte it passes on: the fault hook behind checksum tests.</summary>
     private sealed class CorruptingStream(Stream inner) : Stream
