@@ -98,6 +98,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
         await Nodes.ProbeAllAsync(ct);
         _background.Add(Task.Run(() => Nodes.ProbeLoopAsync(_stop.Token), CancellationToken.None));
         _background.Add(Task.Run(() => RunRecoveryAsync(_stop.Token), CancellationToken.None));
+        _background.Add(Task.Run(() => FinishDeletesLoopAsync(_stop.Token), CancellationToken.None));
         _app.Logger.LogInformation("coordinator at {Url}, index {Db}, {Replicas} replicas", Url, Options.DbDir, Options.DataPath.Replicas);
     }
 
@@ -135,12 +136,32 @@ public sealed class CoordinatorServer : IAsyncDisposable
         }
     }
 
+    private async Task FinishDeletesLoopAsync(CancellationToken ct)
+    {
+        while (!ct.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(Options.Health.ProbeInterval * 2, ct);
+                await Objects.FinishOwedDeletesAsync(ct);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                _app.Logger.LogError(ex, "finishing owed deletes failed");
+            }
+        }
+    }
+
     private void MapRoutes()
     {
         var app = _app;
         app.MapGet("/healthz", (Delegate)(async (HttpContext ctx) =>
             ServerHost.IsExactRoute(ctx, "/healthz")
-                ? Results.Json(new { status = "ok", alive_nodes = Nodes.AliveIds().Count, replicas = Options.DataPath.Replicas })
+                ? Results.Json(new { status = "ok", alive_nodes = Nodes.AliveIds().Count, replicas = Options.DataPath.Replicas, pending = Store.PendingKeys().Count })
                 : await ObjectRoute(ctx)));
 
         app.MapPost("/admin/join", async Task<IResult> (HttpContext ctx) =>

@@ -273,8 +273,35 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
             tomb = meta with { State = ObjectState.Tombstoned, Version = clock.Next(), UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() };
             store.Put(key, tomb);
         }
-        await FanOutDeleteAsync(key, tomb.Replicas, tomb.Version);
+        if (await FanOutDeleteAsync(key, tomb.Replicas, tomb.Version) < tomb.Replicas.Count)
+        {
+            store.MarkDeleteOwed(key);
+        }
         return Results.NoContent();
+    }
+
+    /// <summary>Re-sends deletes that missed a replica, once every replica of the key is alive again.</summary>
+    public async Task FinishOwedDeletesAsync(CancellationToken ct)
+    {
+        foreach (var key in store.OwedDeleteKeys())
+        {
+            var meta = store.Get(key);
+            if (meta is not { State: ObjectState.Tombstoned })
+            {
+                store.ClearDeleteOwed(key); // written again since: the old delete is moot
+                continue;
+            }
+            if (meta.Replicas.Any(id => nodes.StatusOf(id) != NodeStatus.Alive || nodes.UrlOf(id) is null))
+            {
+                continue;
+            }
+            var results = await Task.WhenAll(meta.Replicas.Select(id => volumes.DeleteAsync(nodes.UrlOf(id)!, key, meta.Version, ct)));
+            if (results.All(r => r.Ok))
+            {
+                store.ClearDeleteOwed(key);
+                logger.LogInformation("finished the delete of {Key} on every replica", KeyCodec.Display(key));
+            }
+        }
     }
 
     /// <summary>
@@ -283,7 +310,7 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
     /// </summary>
     public async Task<int> FanOutDeleteAsync(byte[] key, IReadOnlyList<string> replicas, long version)
     {
-        // Down nodes are skipped rather than retried for the whole time box: gc finishes their deletes.
+        // Down nodes are skipped rather than retried for the whole time box: FinishOwedDeletesAsync does it later.
         var results = await Task.WhenAll(replicas.Select(id => nodes.UrlOf(id) is string url && nodes.StatusOf(id) != NodeStatus.Down
             ? volumes.DeleteAsync(url, key, version, CancellationToken.None)
             : Task.FromResult(new CallResult(false, 0, "node down or unknown", false))));
@@ -295,7 +322,7 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
         }
         if (ok < replicas.Count)
         {
-            logger.LogWarning("delete of {Key} reached {Ok}/{N} replicas; gc will finish it", KeyCodec.Display(key), ok, replicas.Count);
+            logger.LogWarning("delete of {Key} reached {Ok}/{N} replicas; retried when they are back", KeyCodec.Display(key), ok, replicas.Count);
         }
         return ok;
     }

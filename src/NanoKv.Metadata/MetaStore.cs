@@ -49,6 +49,7 @@ public sealed class MetaStore : IDisposable
     private static readonly byte[] MetaPrefix = "m/"u8.ToArray();
     private static readonly byte[] PendingPrefix = "p/"u8.ToArray();
     private static readonly byte[] NodePrefix = "n/"u8.ToArray();
+    private static readonly byte[] OwedDeletePrefix = "d/"u8.ToArray();
     private static readonly byte[] VersionKey = "s/version"u8.ToArray();
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
     private readonly RocksDb _db;
@@ -159,6 +160,13 @@ public sealed class MetaStore : IDisposable
 
     /// <summary>Keys with a pending write (left by a crash when read at startup).</summary>
     public List<byte[]> PendingKeys() => ScanKeys(PendingPrefix, null).Select(e => e.Key).ToList();
+
+    /// <summary>Marks a tombstoned key whose delete has not reached every replica yet.</summary>
+    public void MarkDeleteOwed(ReadOnlySpan<byte> key) => _db.Put(Concat(OwedDeletePrefix, key), Array.Empty<byte>(), writeOptions: _sync);
+
+    public void ClearDeleteOwed(ReadOnlySpan<byte> key) => _db.Remove(Concat(OwedDeletePrefix, key), writeOptions: _sync);
+
+    public List<byte[]> OwedDeleteKeys() => ScanKeys(OwedDeletePrefix, null).Select(e => e.Key).ToList();
 
     /// <summary>All object metas in key order, starting after the given key.</summary>
     public IEnumerable<(byte[] Key, ObjectMeta Meta)> Scan(byte[]? after = null)
