@@ -136,15 +136,16 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
                     ? ApiError.Result(413, ApiError.Codes.SizeMismatch, copy.Error.Message)
                     : ApiError.BadRequest(ApiError.Codes.UploadIncomplete, $"request body ended after {copy.Bytes} bytes: {copy.Error?.Message}");
             }
-            for (var i = 0; i < uploads.Length; i++)
+            // One replica's failure cancels the others; report the cause (a full disk, then any definite
+            // answer) rather than the cancellations it triggered.
+            var failedUpload = Enumerable.Range(0, uploads.Length).Where(i => !uploads[i].Ok)
+                .OrderByDescending(i => uploads[i].Status == 507).ThenByDescending(i => uploads[i].Status != 0).FirstOrDefault(-1);
+            if (failedUpload >= 0)
             {
-                if (!uploads[i].Ok)
-                {
-                    await AbortAsync(key, pending, prepared, previous);
-                    var status = uploads[i].Status is 507 ? 507 : 503;
-                    return ApiError.Result(status, status == 507 ? ApiError.Codes.InsufficientStorage : ApiError.Codes.ReplicaFailed,
-                        $"upload to {prepared[i]} failed: {uploads[i].Describe()}");
-                }
+                await AbortAsync(key, pending, prepared, previous);
+                var status = uploads[failedUpload].Status is 507 ? 507 : 503;
+                return ApiError.Result(status, status == 507 ? ApiError.Codes.InsufficientStorage : ApiError.Codes.ReplicaFailed,
+                    $"upload to {prepared[failedUpload]} failed: {uploads[failedUpload].Describe()}");
             }
             if (!copy.Ok)
             {
@@ -221,7 +222,8 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
         {
             return ApiError.Unavailable(ApiError.Codes.Unavailable, $"no live replica of {KeyCodec.Display(key)} (replicas: {string.Join(", ", meta.Replicas)})");
         }
-        var proxy = settings.ProxyGet || ctx.Request.Query["proxy"] is var q && (q == "1" || q == "true");
+        // The keys "." and ".." cannot survive a redirect: HTTP clients fold them into "/" before asking the volume.
+        var proxy = settings.ProxyGet || ctx.Request.Query["proxy"] is var q && (q == "1" || q == "true") || key is [(byte)'.'] or [(byte)'.', (byte)'.'];
         if (!proxy)
         {
             return Results.Redirect(candidates[0].Url + "/" + KeyCodec.UrlPath(key) + Presign(key));
@@ -471,7 +473,7 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
 
     private async Task<bool> TryProxyAsync(HttpContext ctx, string url, byte[] key, ObjectMeta meta)
     {
-        using var req = new HttpRequestMessage(HttpMethod.Get, url + "/" + KeyCodec.UrlPath(key));
+        using var req = new HttpRequestMessage(HttpMethod.Get, NodeHttp.ObjectUri(url, key));
         var range = ctx.Request.Headers.Range.ToString();
         if (range.Length > 0)
         {
@@ -510,6 +512,12 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
             {
                 // Never end a response that carried wrong bytes normally: the client must see a failure.
                 logger.LogError("proxy GET of {Key} from {Url}: {Bytes} bytes, etag {Etag}, expected {Size}/{Want}", KeyCodec.Display(key), url, copy.Bytes, copy.Etag, meta.Size, meta.Etag);
+                if (!ctx.Response.HasStarted && !ctx.RequestAborted.IsCancellationRequested)
+                {
+                    // Nothing reached the client yet (the held-back chunk was all there was): try the next replica.
+                    ctx.Response.Clear();
+                    return false;
+                }
                 ctx.Abort();
             }
             return true;

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Security.Cryptography.X509Certificates;
 
 namespace NanoKv.Core;
 
@@ -23,13 +24,16 @@ public static class NodeHttp
         if (Environment.GetEnvironmentVariable(CaEnvVar) is { Length: > 0 } caFile)
         {
             // A private CA for node-to-node HTTPS (self-signed cluster certificates).
-            var ca = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(caFile);
-            handler.SslOptions.CertificateChainPolicy = new System.Security.Cryptography.X509Certificates.X509ChainPolicy
+            // (certificates only: CreateFromPemFile would look for a private key in the same file)
+            var cas = new X509Certificate2Collection();
+            cas.ImportFromPemFile(caFile);
+            var policy = new X509ChainPolicy
             {
-                TrustMode = System.Security.Cryptography.X509Certificates.X509ChainTrustMode.CustomRootTrust,
-                CustomTrustStore = { ca },
-                RevocationMode = System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck,
+                TrustMode = X509ChainTrustMode.CustomRootTrust,
+                RevocationMode = X509RevocationMode.NoCheck,
             };
+            policy.CustomTrustStore.AddRange(cas);
+            handler.SslOptions.CertificateChainPolicy = policy;
         }
         // Per-call deadlines come from CancellationTokens; the client-wide timeout is only a backstop
         // because a 1 GB body can legitimately take minutes.
@@ -40,6 +44,13 @@ public static class NodeHttp
         }
         return client;
     }
+
+    /// <summary>
+    /// The URL of a key on a node, exactly as encoded. System.Uri would otherwise unescape "%2E" and drop dot
+    /// segments, turning the keys "." and ".." into "/".
+    /// </summary>
+    public static Uri ObjectUri(string baseUrl, ReadOnlySpan<byte> key) =>
+        new(baseUrl.TrimEnd('/') + "/" + KeyCodec.UrlPath(key), new UriCreationOptions { DangerousDisablePathAndQueryCanonicalization = true });
 
     /// <summary>True for failures worth retrying: connection errors, timeouts, 5xx except 507, and 429.</summary>
     public static bool IsTransient(HttpStatusCode status) =>

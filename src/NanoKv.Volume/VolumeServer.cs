@@ -315,7 +315,7 @@ public sealed class VolumeServer : IAsyncDisposable
             throw new VolumeException(403, ApiError.Codes.UnknownSource, $"{from} is not a registered cluster volume");
         }
         var key = Store.UploadKey(uploadId);
-        var url = from.TrimEnd('/') + "/" + KeyCodec.UrlPath(key);
+        var url = NodeHttp.ObjectUri(from, key);
         HttpResponseMessage resp;
         try
         {
@@ -412,11 +412,13 @@ public sealed class VolumeServer : IAsyncDisposable
             if (copy.Status == CopyStatus.InputError)
             {
                 _app.Logger.LogError("corrupt blob {Key} on {NodeId}: {Error}; transfer aborted, blob quarantined", KeyCodec.Display(key), NodeId, copy.Error?.Message);
-                ctx.Abort();
                 await fs.DisposeAsync();
                 // Out of blobs/ so no one reads it again; verify then sees a missing replica and repair re-copies it.
                 Store.Quarantine(key);
-                _ = Task.Run(() => ReportCorruptAsync(key), CancellationToken.None);
+                // Report before failing the transfer, so a client that retries through the coordinator is
+                // already sent to another replica.
+                await ReportCorruptAsync(key);
+                ctx.Abort();
             }
             return Results.Empty;
         }
@@ -517,7 +519,9 @@ public sealed class VolumeServer : IAsyncDisposable
         }
         try
         {
-            using var resp = await _http.PostAsJsonAsync(coord.TrimEnd('/') + "/admin/corrupt", new CorruptReport(NodeId, KeyCodec.Encode(key)), _stop.Token);
+            using var cts = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+            cts.CancelAfter(TimeSpan.FromSeconds(3));
+            using var resp = await _http.PostAsJsonAsync(coord.TrimEnd('/') + "/admin/corrupt", new CorruptReport(NodeId, KeyCodec.Encode(key)), cts.Token);
         }
         catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException)
         {

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Security.Cryptography;
 using NanoKv.Tests.Infrastructure;
@@ -29,11 +30,15 @@ public class ProcessFaultTests
         await using var c = await ProcessCluster.StartAsync(volumes: 3, replicas: 3);
         var acked = await PutManyAsync(c, "before", 5);
         var killed = new TaskCompletionSource();
-        var body = new TrickleContent(64 * 1024 * 1024, chunk: 1024 * 1024, afterBytes: 16 * 1024 * 1024, onReached: () =>
+        var body = new RandomContent(64 * 1024 * 1024, chunk: 1024 * 1024)
         {
-            c.KillVolume(1);
-            killed.TrySetResult();
-        });
+            CallbackAfter = 16 * 1024 * 1024,
+            OnReached = () =>
+            {
+                c.KillVolume(1);
+                killed.TrySetResult();
+            },
+        };
         HttpResponseMessage? put = null;
         try
         {
@@ -154,31 +159,106 @@ public class ProcessFaultTests
         Assert.False(File.Exists(blob + ".tmp-0badf00d"));
     }
 
-    /// <summary>A body of random bytes sent in chunks, calling back once a given amount has been sent.</summary>
-    private sealed class TrickleContent(long length, int chunk, long afterBytes, Action onReached) : HttpContent
+    /// <summary>
+    /// Minutes of mixed load (1 KB to 16 MB) with a volume killed and restarted every few seconds. Heavy: runs
+    /// with NANOKV_HEAVY=1; NANOKV_SOAK_SECS sets the length (default 180).
+    /// </summary>
+    [HeavyFact]
+    [Trait("Category", "Heavy")]
+    public async Task Scenario10_SoakMixedLoadWithRandomVolumeKills()
     {
-        protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context)
+        await using var c = await ProcessCluster.StartAsync(volumes: 4, replicas: 3);
+        var seconds = int.TryParse(Environment.GetEnvironmentVariable("NANOKV_SOAK_SECS"), out var s) ? s : 180;
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(seconds));
+        var acked = new ConcurrentDictionary<string, byte[]>();
+        var deleted = new ConcurrentDictionary<string, byte>();
+        var unknown = new ConcurrentDictionary<string, byte[]>(); // failed PUT/DELETE: either outcome is allowed
+        var wrongBytes = 0;
+        var opsDone = 0;
+        int[] sizes = [1024, 100_000, 1024 * 1024, 4 * 1024 * 1024, 16 * 1024 * 1024];
+
+        var workers = Enumerable.Range(0, 4).Select(w => Task.Run(async () =>
         {
-            var buf = RandomNumberGenerator.GetBytes(chunk);
-            long sent = 0;
-            var fired = false;
-            while (sent < length)
+            var rng = new Random(w);
+            for (var n = 0; !stop.IsCancellationRequested && n < 2000; n++)
             {
-                await stream.WriteAsync(buf);
-                sent += chunk;
-                if (!fired && sent >= afterBytes)
+                Interlocked.Increment(ref opsDone);
+                var roll = rng.Next(100);
+                var keys = acked.Keys.ToList();
+                try
                 {
-                    fired = true;
-                    onReached();
-                    await Task.Delay(200);
+                    if (roll < 55 || keys.Count == 0)
+                    {
+                        var key = $"w{w}-{n}";
+                        var data = RandomNumberGenerator.GetBytes(sizes[rng.Next(sizes.Length)]);
+                        unknown[key] = data;
+                        using var put = await c.Client.PutAsync($"{c.Url}/{key}", new ByteArrayContent(data));
+                        if (put.StatusCode == HttpStatusCode.Created)
+                        {
+                            acked[key] = data;
+                            unknown.TryRemove(key, out _);
+                        }
+                    }
+                    else if (roll < 85)
+                    {
+                        var key = keys[rng.Next(keys.Count)];
+                        using var get = await c.Client.GetAsync($"{c.Url}/{key}");
+                        if (get.StatusCode == HttpStatusCode.OK && acked.TryGetValue(key, out var want)
+                            && !(await get.Content.ReadAsByteArrayAsync()).AsSpan().SequenceEqual(want))
+                        {
+                            Interlocked.Increment(ref wrongBytes);
+                        }
+                    }
+                    else
+                    {
+                        var key = keys[rng.Next(keys.Count)];
+                        if (!acked.TryRemove(key, out var data))
+                        {
+                            continue;
+                        }
+                        unknown[key] = data;
+                        using var del = await c.Client.DeleteAsync($"{c.Url}/{key}");
+                        if (del.StatusCode == HttpStatusCode.NoContent)
+                        {
+                            deleted[key] = 0;
+                            unknown.TryRemove(key, out _);
+                        }
+                    }
+                }
+                catch (Exception ex) when (ex is HttpRequestException or IOException or TaskCanceledException)
+                {
+                    // A failed request is allowed under faults; a wrong answer is not.
                 }
             }
-        }
+        })).ToArray();
 
-        protected override bool TryComputeLength(out long len)
+        var chaos = Task.Run(async () =>
         {
-            len = length;
-            return true;
+            var rng = new Random(42);
+            var kills = 0;
+            while (!stop.IsCancellationRequested)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(5 + rng.Next(10)), CancellationToken.None);
+                var victim = rng.Next(c.Volumes.Length);
+                c.KillVolume(victim);
+                kills++;
+                await Task.Delay(TimeSpan.FromSeconds(2 + rng.Next(6)), CancellationToken.None);
+                await c.StartVolumeAsync(victim);
+            }
+            return kills;
+        });
+
+        await Task.WhenAll(workers);
+        var killCount = await chaos;
+        await c.WaitAllAliveAsync();
+        Assert.Equal(0, wrongBytes);
+        Assert.True(killCount > 0 && acked.Count > 0, $"kills {killCount}, acked {acked.Count}");
+        foreach (var (key, data) in unknown)
+        {
+            using var get = await c.Client.GetAsync($"{c.Url}/{key}");
+            Assert.True(get.StatusCode == HttpStatusCode.NotFound || (await get.Content.ReadAsByteArrayAsync()).AsSpan().SequenceEqual(data), $"{key}: {get.StatusCode}");
         }
+        await c.AssertConvergedAsync(acked, deleted.Keys);
+        Console.WriteLine($"soak: {seconds}s, {opsDone} ops, {killCount} volume kills, {acked.Count} live keys, {deleted.Count} deleted, {unknown.Count} unacknowledged");
     }
 }

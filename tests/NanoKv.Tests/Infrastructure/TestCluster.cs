@@ -23,6 +23,7 @@ public sealed class TestCluster : IAsyncDisposable
 
     private readonly List<VolumeOptions> _volumeOptions = [];
     private CoordinatorOptions _coordOptions = null!;
+    private Action<int, string>? _prepareVolumeDir;
 
     private TestCluster(string root)
     {
@@ -51,9 +52,10 @@ public sealed class TestCluster : IAsyncDisposable
         int volumes = 3,
         int replicas = 3,
         Func<CoordinatorOptions, CoordinatorOptions>? configure = null,
-        string? secret = null)
+        string? secret = null,
+        Action<int, string>? prepareVolumeDir = null)
     {
-        var cluster = new TestCluster(TempDir.Create("cluster"));
+        var cluster = new TestCluster(TempDir.Create("cluster")) { _prepareVolumeDir = prepareVolumeDir };
         try
         {
             for (var i = 0; i < volumes; i++)
@@ -96,6 +98,8 @@ public sealed class TestCluster : IAsyncDisposable
             HeartbeatInterval = TimeSpan.FromMilliseconds(200),
             CoordinatorUrl = startCoordinatorFirst ? Coordinator.Url : null,
         };
+        Directory.CreateDirectory(options.DataDir);
+        _prepareVolumeDir?.Invoke(index, options.DataDir);
         var v = VolumeServer.Create(options);
         await v.StartAsync();
         _volumeOptions.Add(options with { Port = new Uri(v.Url).Port });

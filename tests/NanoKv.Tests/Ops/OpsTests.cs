@@ -49,9 +49,30 @@ public class OpsTests
         }
     }
 
+    /// <summary>
+    /// Data a delete left behind, which only gc may remove: the key is deleted while the volume is down
+    /// (the coordinator finishes that delete when it returns), then the volume's old copy comes back
+    /// without its tombstone, as if its folder were restored from a backup taken before the delete.
+    /// </summary>
+    private static async Task PlantMissedDeleteAsync(TestCluster c, int volume, string key)
+    {
+        var path = BlobPath(c, volume, key);
+        var saved = Path.Combine(c.Root, $"{key}.saved");
+        await c.StopVolumeAsync(volume, waitDown: true);
+        File.Copy(path, saved);
+        File.SetLastWriteTimeUtc(saved, File.GetLastWriteTimeUtc(path));
+        (await c.Client.DeleteAsync($"{c.Url}/{key}")).EnsureSuccessStatusCode();
+        await c.StartVolumeAsync(volume);
+        await TestCluster.WaitUntilAsync(() => !File.Exists(path), TimeSpan.FromSeconds(10), $"owed delete of {key} finished");
+        await c.StopVolumeAsync(volume);
+        File.Delete(Path.Combine(c.Root, $"vol{volume}", "tombs", KeyCodec.BlobRelativePath(Encoding.UTF8.GetBytes(key))));
+        File.Move(saved, path);
+        await c.StartVolumeAsync(volume);
+    }
+
     private static string BlobPath(TestCluster c, int volume, string key) => c.Volume(volume).Store.BlobPath(Encoding.UTF8.GetBytes(key));
 
-    private static void FlipByte(string path)
+    internal static void FlipByte(string path)
     {
         var bytes = File.ReadAllBytes(path);
         bytes[bytes.Length / 2] ^= 0xFF;
@@ -139,9 +160,7 @@ public class OpsTests
         Assert.True((await vc.PrepareAsync(c.Volume(0).Url, stray, "stray1", 5, default)).Ok);
         Assert.True((await vc.UploadAsync(c.Volume(0).Url, "stray1", new ByteArrayContent([1, 2, 3, 4, 5]), default)).Ok);
         Assert.True((await vc.CommitAsync(c.Volume(0).Url, stray, "stray1", 1, default)).Ok);
-        await c.StopVolumeAsync(1, waitDown: true);                        // should-GC: a delete it missed
-        (await c.Client.DeleteAsync($"{c.Url}/k004")).EnsureSuccessStatusCode();
-        await c.StartVolumeAsync(1);
+        await PlantMissedDeleteAsync(c, 1, "k004");                        // should-GC
 
         var shallow = await LiveAsync(c, Opts("verify", c));
         Assert.Equal(1, shallow.Count("under_replicated"));
@@ -194,10 +213,7 @@ public class OpsTests
         var stale = "k000";
         var staleMeta = c.Coordinator.Store.Get(Encoding.UTF8.GetBytes(stale))!;
         var down = c.IndexOf(staleMeta.Replicas[0]);
-        await c.StopVolumeAsync(down, waitDown: true);
-        (await c.Client.DeleteAsync($"{c.Url}/{stale}")).EnsureSuccessStatusCode();
-        await c.StartVolumeAsync(down);
-        Assert.True(File.Exists(BlobPath(c, down, stale)));
+        await PlantMissedDeleteAsync(c, down, stale);
 
         var young = await LiveAsync(c, Opts("gc", c) with { TombstoneTtlSecs = 3600 });
         Assert.Equal(1, young.Count("tombstones_kept"));
