@@ -40,6 +40,9 @@ public sealed record BenchOptions
 
     /// <summary>Drop the page cache before reads (root only), so GET and its ceiling read from the disk.</summary>
     public bool DropCaches { get; init; } = true;
+
+    /// <summary>Launch volumes with --no-verify-reads (to measure what verified reads cost).</summary>
+    public bool NoVerifyReads { get; init; }
 }
 
 /// <summary>Latency and throughput of one phase.</summary>
@@ -96,7 +99,7 @@ public static class BenchRunner
             if (o.Target is null)
             {
                 log($"launching {o.Volumes} volumes + coordinator (replicas {o.Replicas}) on 127.0.0.1:{o.CoordPort}.. in {dataDir}");
-                cluster = await LocalCluster.StartAsync(dataDir, o.Volumes, o.Replicas, o.CoordPort, o.VolumeStartPort, ct);
+                cluster = await LocalCluster.StartAsync(dataDir, o.Volumes, o.Replicas, o.CoordPort, o.VolumeStartPort, o.NoVerifyReads, ct);
                 url = cluster.CoordinatorUrl;
                 await WaitForNodesAsync(url, o.Replicas, ct);
             }

@@ -14,7 +14,7 @@ public sealed class LocalCluster : IAsyncDisposable
 
     public string CoordinatorUrl { get; private set; } = "";
 
-    public static async Task<LocalCluster> StartAsync(string dataDir, int volumes, int replicas, int coordPort, int volumeStartPort, CancellationToken ct)
+    public static async Task<LocalCluster> StartAsync(string dataDir, int volumes, int replicas, int coordPort, int volumeStartPort, bool noVerifyReads, CancellationToken ct)
     {
         var cluster = new LocalCluster(dataDir);
         try
@@ -23,7 +23,8 @@ public sealed class LocalCluster : IAsyncDisposable
             for (var i = 0; i < volumes; i++)
             {
                 var port = volumeStartPort + i;
-                await cluster.StartAsync($"volume{i + 1}", "volume.dll", port, ct, "--data", Path.Combine(dataDir, $"vol{i + 1}"), "--port", port.ToString(CultureInfo.InvariantCulture));
+                string[] args = ["--data", Path.Combine(dataDir, $"vol{i + 1}"), "--port", port.ToString(CultureInfo.InvariantCulture)];
+                await cluster.StartAsync($"volume{i + 1}", "volume.dll", port, ct, noVerifyReads ? [.. args, "--no-verify-reads"] : args);
                 urls.Add($"http://127.0.0.1:{port}");
             }
             await cluster.StartAsync("coordinator", "coord.dll", coordPort, ct, "serve", "--db", Path.Combine(dataDir, "index"),

@@ -16,10 +16,11 @@ var data = new Option<string?>("--data") { Description = "Data folder of the lau
 var output = new Option<string?>("--out") { Description = "JSON result file (default: bench-results/bench-<size>-c<concurrency>-<time>.json)" };
 var noCeilings = new Option<bool>("--no-ceilings") { Description = "Skip measuring the disk's write/read ceilings" };
 var warmCache = new Option<bool>("--keep-page-cache") { Description = "Do not drop the page cache before the GET phase and the read ceiling" };
+var noVerify = new Option<bool>("--no-verify-reads") { Description = "Launch volumes with --no-verify-reads (GETs not hashed on the way out)" };
 
 var root = new RootCommand("nanokv benchmark: PUT, GET and mixed load against a local or running cluster, compared with the disk's own limits")
 {
-    volumes, replicas, coordPort, volumePort, concurrency, duration, count, size, target, data, output, noCeilings, warmCache,
+    volumes, replicas, coordPort, volumePort, concurrency, duration, count, size, target, data, output, noCeilings, warmCache, noVerify,
 };
 root.SetAction(async (p, ct) =>
 {
@@ -46,6 +47,7 @@ root.SetAction(async (p, ct) =>
             OutFile = p.GetValue(output) ?? Path.Combine("bench-results", $"bench-{BenchRunner.Human(bytes).Replace(" ", "", StringComparison.Ordinal)}-c{p.GetValue(concurrency)}-{DateTime.UtcNow:yyyyMMddTHHmmss}.json"),
             SkipCeilings = p.GetValue(noCeilings),
             DropCaches = !p.GetValue(warmCache),
+            NoVerifyReads = p.GetValue(noVerify),
         };
     }
     catch (FormatException ex)

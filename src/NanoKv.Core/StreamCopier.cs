@@ -89,44 +89,54 @@ public static class StreamCopier
 
     /// <summary>
     /// Copies src to dst while checking it against an expected BLAKE3. Each chunk is written only after the
-    /// next one has been read, so the final chunk is held back until the hash is known: on a mismatch the
+    /// next one has been read (and the one after is read while it is written), so the final chunk is held
+    /// back until the hash is known: on a mismatch the
     /// destination never receives the whole body, and the caller aborts the response — a reader can get a
     /// failed transfer, never silently wrong bytes.
     /// </summary>
     public static async Task<CopyResult> CopyVerifiedAsync(Stream src, Stream dst, string expectedEtag, CancellationToken ct)
     {
-        var current = ArrayPool<byte>.Shared.Rent(BufferSize);
-        var next = ArrayPool<byte>.Shared.Rent(BufferSize);
+        // Three buffers: while chunk i goes out, chunk i+2 is read (i+1 being read already proves i is not last).
+        byte[][] bufs = [ArrayPool<byte>.Shared.Rent(BufferSize), ArrayPool<byte>.Shared.Rent(BufferSize), ArrayPool<byte>.Shared.Rent(BufferSize)];
         using var hasher = Blake3.Hasher.New();
         long total = 0;
         try
         {
-            var held = await FillAsync(src, current, ct);
-            hasher.Update(current.AsSpan(0, held));
+            var held = await FillAsync(src, bufs[0], ct);
+            hasher.Update(bufs[0].AsSpan(0, held));
             total += held;
-            while (held > 0)
+            var ahead = held == 0 ? 0 : await FillAsync(src, bufs[1], ct);
+            hasher.Update(bufs[1].AsSpan(0, ahead));
+            total += ahead;
+            while (ahead > 0)
             {
-                var n = await FillAsync(src, next, ct);
-                if (n == 0)
+                var reading = FillAsync(src, bufs[2], ct).AsTask();
+                try
                 {
-                    var etag = hasher.Finalize().ToString();
-                    if (!string.Equals(etag, expectedEtag, StringComparison.OrdinalIgnoreCase))
-                    {
-                        return new CopyResult(total, etag, CopyStatus.InputError, new InvalidDataException($"data hashes to {etag}, expected {expectedEtag}"));
-                    }
-                    await dst.WriteAsync(current.AsMemory(0, held), ct);
-                    return new CopyResult(total, etag, CopyStatus.Ok, null);
+                    await dst.WriteAsync(bufs[0].AsMemory(0, held), ct);
                 }
-                hasher.Update(next.AsSpan(0, n));
+                catch
+                {
+                    await reading.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                    throw;
+                }
+                var n = await reading;
+                hasher.Update(bufs[2].AsSpan(0, n));
                 total += n;
-                await dst.WriteAsync(current.AsMemory(0, held), ct);
-                (current, next) = (next, current);
-                held = n;
+                (bufs[0], bufs[1], bufs[2]) = (bufs[1], bufs[2], bufs[0]);
+                held = ahead;
+                ahead = n;
             }
-            var empty = hasher.Finalize().ToString();
-            return string.Equals(empty, expectedEtag, StringComparison.OrdinalIgnoreCase)
-                ? new CopyResult(0, empty, CopyStatus.Ok, null)
-                : new CopyResult(0, empty, CopyStatus.InputError, new InvalidDataException("empty body does not match the expected hash"));
+            var etag = hasher.Finalize().ToString();
+            if (!string.Equals(etag, expectedEtag, StringComparison.OrdinalIgnoreCase))
+            {
+                return new CopyResult(total, etag, CopyStatus.InputError, new InvalidDataException($"data hashes to {etag}, expected {expectedEtag}"));
+            }
+            if (held > 0)
+            {
+                await dst.WriteAsync(bufs[0].AsMemory(0, held), ct);
+            }
+            return new CopyResult(total, etag, CopyStatus.Ok, null);
         }
         catch (OperationCanceledException ex)
         {
@@ -138,8 +148,10 @@ public static class StreamCopier
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(current);
-            ArrayPool<byte>.Shared.Return(next);
+            foreach (var b in bufs)
+            {
+                ArrayPool<byte>.Shared.Return(b);
+            }
         }
     }
 

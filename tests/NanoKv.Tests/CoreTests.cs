@@ -46,4 +46,29 @@ public class CoreTests
         clock.Observe(future);
         Assert.True(clock.Next() > future);
     }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1000)]
+    [InlineData(StreamCopier.BufferSize)]
+    [InlineData(StreamCopier.BufferSize * 2)]
+    [InlineData((StreamCopier.BufferSize * 5) + 17)]
+    public async Task VerifiedCopyPassesGoodBytesAndWithholdsTheLastChunkOfBadOnes(int size)
+    {
+        var data = RandomNumberGenerator.GetBytes(size);
+        var etag = Blake3.Hasher.Hash(data).ToString();
+        using (var dst = new MemoryStream())
+        {
+            var ok = await StreamCopier.CopyVerifiedAsync(new MemoryStream(data), dst, etag, default);
+            Assert.Equal(CopyStatus.Ok, ok.Status);
+            Assert.Equal(data, dst.ToArray());
+        }
+        using (var dst = new MemoryStream())
+        {
+            var bad = await StreamCopier.CopyVerifiedAsync(new MemoryStream(data), dst, new string('0', 64), default);
+            Assert.Equal(CopyStatus.InputError, bad.Status);
+            Assert.True(dst.Length < size || size == 0, $"{dst.Length} of {size} bytes went out");
+            Assert.Equal(data[..(int)dst.Length], dst.ToArray());
+        }
+    }
 }
