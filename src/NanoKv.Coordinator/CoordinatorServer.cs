@@ -161,7 +161,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
         var app = _app;
         app.MapGet("/healthz", (Delegate)(async (HttpContext ctx) =>
             ServerHost.IsExactRoute(ctx, "/healthz")
-                ? Results.Json(new { status = "ok", alive_nodes = Nodes.AliveIds().Count, replicas = Options.DataPath.Replicas, pending = Store.PendingKeys().Count })
+                ? Results.Json(new { status = "ok", alive_nodes = Nodes.AliveIds().Count, replicas = Options.DataPath.Replicas, pending = Store.PendingKeys().Count, owed_deletes = Store.OwedDeleteKeys().Count })
                 : await ObjectRoute(ctx)));
 
         app.MapPost("/admin/join", async Task<IResult> (HttpContext ctx) =>

@@ -396,19 +396,28 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
         return true;
     }
 
-    /// <summary>Undoes a partially committed write: delete where committed, abort elsewhere, tombstone the key.</summary>
+    /// <summary>
+    /// Undoes a partially committed write: abort where it did not commit, tombstone the key and delete it
+    /// wherever it did — or may have: a replica whose abort fails (unreachable, or "already committed"
+    /// because its commit answer was lost) is treated as committed. Deletes that miss a replica are owed.
+    /// </summary>
     private async Task RollBackAsync(byte[] key, ObjectMeta pending, List<string> committedOn, List<string> others)
     {
-        await Task.WhenAll(others.Where(id => nodes.UrlOf(id) is not null)
-            .Select(id => volumes.AbortAsync(nodes.UrlOf(id)!, pending.UploadId, CancellationToken.None)));
-        if (committedOn.Count == 0)
+        var aborts = await Task.WhenAll(others.Select(id => nodes.UrlOf(id) is string url
+            ? volumes.AbortAsync(url, pending.UploadId, CancellationToken.None)
+            : Task.FromResult(new CallResult(false, 0, "unknown node", false))));
+        var holders = committedOn.Concat(others.Where((_, i) => !aborts[i].Ok)).ToList();
+        if (holders.Count == 0)
         {
             store.Remove(key);
             return;
         }
         var version = clock.Next();
-        store.Put(key, pending with { State = ObjectState.Tombstoned, Version = version, Replicas = committedOn, UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() });
-        await FanOutDeleteAsync(key, committedOn, version);
+        store.Put(key, pending with { State = ObjectState.Tombstoned, Version = version, Replicas = holders, UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() });
+        if (await FanOutDeleteAsync(key, holders, version) < holders.Count)
+        {
+            store.MarkDeleteOwed(key);
+        }
     }
 
     private async Task AbortAsync(byte[] key, ObjectMeta pending, List<string> prepared, ObjectMeta? previous)

@@ -138,9 +138,10 @@ public sealed class ProcessCluster : IAsyncDisposable
     public async Task AssertConvergedAsync(IReadOnlyDictionary<string, byte[]> acked, IEnumerable<string> deleted)
     {
         await TestCluster.WaitUntilAsync(
-            async () => (await Admin.GetFromJsonAsync<JsonElement>($"{Url}/healthz")).GetProperty("pending").GetInt32() == 0,
+            async () => (await Admin.GetFromJsonAsync<JsonElement>($"{Url}/healthz")) is var h
+                && h.GetProperty("pending").GetInt32() == 0 && h.GetProperty("owed_deletes").GetInt32() == 0,
             TimeSpan.FromSeconds(30),
-            "no pending writes");
+            "no pending writes and no owed deletes");
         foreach (var (key, bytes) in acked)
         {
             Assert.Equal(bytes, await Client.GetByteArrayAsync($"{Url}/{key}"));
