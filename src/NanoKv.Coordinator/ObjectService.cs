@@ -412,6 +412,7 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
             store.Remove(key);
             return;
         }
+        logger.LogWarning("rolling back {Key}: deleting it on {Holders}", KeyCodec.Display(key), string.Join(", ", holders));
         var version = clock.Next();
         store.Put(key, pending with { State = ObjectState.Tombstoned, Version = version, Replicas = holders, UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() });
         if (await FanOutDeleteAsync(key, holders, version) < holders.Count)

@@ -154,12 +154,21 @@ public sealed class ProcessCluster : IAsyncDisposable
         var repair = await OpsAsync("repair");
         Assert.Equal(0, repair.Count("left_under_replicated"));
         var verify = await OpsAsync("verify", deep: true);
-        Assert.True(verify.Clean, string.Join("\n", verify.Details));
+        Assert.True(verify.Clean, string.Join("\n", verify.Details) + "\n" + LogLinesAbout(verify.Details));
         for (var i = 0; i < Volumes.Length; i++)
         {
             (await Admin.PostAsync($"{VolumeUrl(i)}/admin/sweep_tmp?safe_age_secs=0", null)).EnsureSuccessStatusCode();
             Assert.Empty(Directory.GetFiles(Path.Combine(VolumeDir(i), "tmp")));
         }
+    }
+
+    /// <summary>Lines of every process's output that mention a key named in the report's details.</summary>
+    private string LogLinesAbout(IEnumerable<string> details)
+    {
+        var keys = details.Select(d => d.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Where(w => w.Length > 1).Select(w => w[1]).Distinct().ToList();
+        var procs = Volumes.Select((v, i) => ($"vol{i}", v)).Append(("coord", Coordinator));
+        return string.Join("\n", procs.Where(p => p.Item2 is not null).SelectMany(p => p.Item2!.Output.Split('\n')
+            .Where(l => keys.Any(k => l.Contains(k, StringComparison.Ordinal))).Take(40).Select(l => $"{p.Item1}: {l}")));
     }
 
     public async ValueTask DisposeAsync()
