@@ -182,6 +182,12 @@ public sealed class BlobStore
         }
         var data = DataPath(uploadId);
         var dest = BlobPath(key);
+        if (RenamedIntoPlace(uploadId, meta))
+        {
+            // A crash (or kill) came between the rename and the marker: the commit happened; finish it.
+            File.Move(MetaPath(uploadId), CommittedPath(uploadId), overwrite: true);
+            return;
+        }
         var dir = Path.GetDirectoryName(dest)!;
         Durable.CreateDirectory(dir);
         if (KeyCodec.IsHashedName(Path.GetFileName(dest)))
@@ -224,7 +230,8 @@ public sealed class BlobStore
             {
                 if (!_busyUploads.TryGetValue(uploadId, out active))
                 {
-                    if (File.Exists(CommittedPath(uploadId)) && !File.Exists(MetaPath(uploadId)))
+                    if ((File.Exists(CommittedPath(uploadId)) && !File.Exists(MetaPath(uploadId)))
+                        || (ReadMeta(uploadId) is { } meta && RenamedIntoPlace(uploadId, meta)))
                     {
                         throw new VolumeException(409, ApiError.Codes.UploadConflict, $"upload {uploadId} is already committed; delete the key instead");
                     }
@@ -246,9 +253,23 @@ public sealed class BlobStore
         var meta = ReadMeta(uploadId);
         if (meta is not null)
         {
-            return meta.ToStatus(uploadId);
+            return RenamedIntoPlace(uploadId, meta) ? new UploadStatus(uploadId, "committed", meta.Size, meta.Etag) : meta.ToStatus(uploadId);
         }
         return new UploadStatus(uploadId, File.Exists(CommittedPath(uploadId)) ? "committed" : "unknown", null, null);
+    }
+
+    /// <summary>
+    /// True when an uploaded file has already been renamed into blobs/ but the commit marker was not written
+    /// (killed in between): the temp file is gone and the blob carries this upload's size and etag.
+    /// </summary>
+    private bool RenamedIntoPlace(string uploadId, UploadMeta meta)
+    {
+        if (meta.State != "uploaded" || File.Exists(DataPath(uploadId)))
+        {
+            return false;
+        }
+        var blob = BlobPath(meta.Key);
+        return File.Exists(blob) && new FileInfo(blob).Length == meta.Size && (meta.Etag is null || StoredEtag(blob) == meta.Etag);
     }
 
     /// <summary>Delete: record a tombstone at this version, then remove the blob if it is not newer. Idempotent.</summary>

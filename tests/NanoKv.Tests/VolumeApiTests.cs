@@ -96,6 +96,28 @@ public sealed class VolumeApiTests : IAsyncLifetime
         Assert.Contains("upload_incomplete", premature.Body);
     }
 
+    [Fact]
+    public async Task AKillBetweenRenameAndMarkerStillCountsAsCommitted()
+    {
+        // Commit, then put back the state a kill between the rename and the marker leaves: the upload's
+        // bookkeeping says "uploaded", its temp data is gone, the blob is in place.
+        var key = "renamed"u8.ToArray();
+        Assert.True((await _client.PrepareAsync(Url, key, "up-r", 100, default)).Ok);
+        Assert.True((await _client.UploadAsync(Url, "up-r", new ByteArrayContent(RandomNumberGenerator.GetBytes(100)), default)).Ok);
+        var meta = Path.Combine(_volume.Store.TmpDir, "up-r.json");
+        var saved = await File.ReadAllBytesAsync(meta);
+        Assert.True((await _client.CommitAsync(Url, key, "up-r", 1_000_000, default)).Ok);
+        File.Delete(Path.Combine(_volume.Store.TmpDir, "up-r.committed"));
+        await File.WriteAllBytesAsync(meta, saved);
+
+        // Abort must not claim the write is undone (a rollback would then leave the blob behind).
+        var abort = await _client.AbortAsync(Url, "up-r", default);
+        Assert.Equal(409, abort.Status);
+        Assert.Contains("\"committed\"", (await _http.GetStringAsync($"{Url}/internal/upload?upload_id=up-r")), StringComparison.Ordinal);
+        Assert.True((await _client.CommitAsync(Url, key, "up-r", 1_000_000, default)).Ok);   // a retried commit finishes
+        Assert.True(File.Exists(_volume.Store.BlobPath(key)));
+    }
+
     [Theory]
     [InlineData("expected_size=-1")]
     [InlineData("expected_size=99999999999999")]
