@@ -36,7 +36,9 @@ public sealed class AccessKeys
         }
         app.Use(async (ctx, next) =>
         {
-            var path = ctx.Request.Path.Value ?? "";
+            // The raw path, not Request.Path: "/x/../healthz" routes like "/healthz" but is the object key
+            // "x/../healthz" (served by the object route), and must not skip the key check.
+            var path = ServerHost.RawPath(ctx);
             if (path.StartsWith("/admin/", StringComparison.Ordinal) || path.StartsWith("/internal/", StringComparison.Ordinal)
                 || path is "/healthz" or "/metrics")
             {

@@ -73,8 +73,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
             throw new ArgumentException("--replicas must be at least 1");
         }
         var store = MetaStore.Open(options.DbDir);
-        var builder = ServerHost.CreateBuilder("nanokv-coordinator", options.Host, options.Port, options.LogLevel,
-            options.TlsCert is not null && options.TlsKey is not null ? (options.TlsCert, options.TlsKey) : null);
+        var builder = ServerHost.CreateBuilder("nanokv-coordinator", options.Host, options.Port, options.LogLevel, options.TlsCert, options.TlsKey);
         var app = builder.Build();
         var http = NodeHttp.Create(options.Secret);
         var nodes = new NodeRegistry(store, http, options.Health, app.Logger);

@@ -30,9 +30,15 @@ public static class ServerHost
     public static readonly Histogram<double> RequestDuration = Meter.CreateHistogram<double>("nanokv.request.duration", unit: "ms");
 
     /// <summary>A slim builder listening on host:port (127.0.0.1 unless told otherwise; port 0 picks a free one).</summary>
-    /// <param name="tls">PEM certificate and key files: serve HTTPS instead of HTTP</param>
-    public static WebApplicationBuilder CreateBuilder(string serviceName, string host, int port, LogLevel logLevel, (string Cert, string Key)? tls = null)
+    /// <param name="tlsCert">PEM certificate file; with <paramref name="tlsKey"/>, serve HTTPS instead of HTTP</param>
+    /// <param name="tlsKey">PEM private key file of the certificate</param>
+    public static WebApplicationBuilder CreateBuilder(string serviceName, string host, int port, LogLevel logLevel, string? tlsCert = null, string? tlsKey = null)
     {
+        if ((tlsCert is null) != (tlsKey is null))
+        {
+            // Half a TLS configuration must not quietly fall back to plain HTTP.
+            throw new ArgumentException("--tls-cert and --tls-key must be given together");
+        }
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = serviceName, Args = [] });
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o =>
@@ -48,9 +54,9 @@ public static class ServerHost
         {
             k.Listen(ParseHost(host), port, listen =>
             {
-                if (tls is { } t)
+                if (tlsCert is not null)
                 {
-                    listen.UseHttps(System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(t.Cert, t.Key));
+                    listen.UseHttps(System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(tlsCert, tlsKey));
                 }
             });
             k.AddServerHeader = false;
@@ -112,11 +118,14 @@ public static class ServerHost
     /// True when the raw target is literally this route. "/%68ealthz" routes like "/healthz" but was
     /// written as a key, so it goes to the object route (which refuses the reserved key clearly).
     /// </summary>
-    public static bool IsExactRoute(HttpContext ctx, string path)
+    public static bool IsExactRoute(HttpContext ctx, string path) => RawPath(ctx) == path;
+
+    /// <summary>The raw request target without its query: what the client wrote, before Kestrel decoded it.</summary>
+    public static string RawPath(HttpContext ctx)
     {
         var raw = RawTarget(ctx);
         var q = raw.IndexOf('?', StringComparison.Ordinal);
-        return (q < 0 ? raw : raw[..q]) == path;
+        return q < 0 ? raw : raw[..q];
     }
 
     /// <summary>The address Kestrel actually bound (resolves port 0).</summary>

@@ -77,8 +77,7 @@ public sealed class VolumeServer : IAsyncDisposable
     {
         var store = new BlobStore(options.DataDir);
         var nodeId = ResolveNodeId(options, store.Root);
-        var builder = ServerHost.CreateBuilder("nanokv-volume", options.Host, options.Port, options.LogLevel,
-            options.TlsCert is not null && options.TlsKey is not null ? (options.TlsCert, options.TlsKey) : null);
+        var builder = ServerHost.CreateBuilder("nanokv-volume", options.Host, options.Port, options.LogLevel, options.TlsCert, options.TlsKey);
         var app = builder.Build();
         var server = new VolumeServer(options, app, store, nodeId, NodeHttp.Create(options.Secret));
         foreach (var peer in options.Peers)

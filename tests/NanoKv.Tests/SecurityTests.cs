@@ -135,8 +135,11 @@ public class SecurityTests
         await Expect(Req(HttpMethod.Head, "k", "ro-key"), HttpStatusCode.OK);
         await Expect(Req(HttpMethod.Delete, "k", "ro-key"), HttpStatusCode.Forbidden, ApiError.Codes.Forbidden);
         await Expect(Req(HttpMethod.Delete, "k", "rw-key", bearer: false), HttpStatusCode.NoContent);
-        // Health stays open for load balancers and probes.
+        // Health stays open for load balancers and probes, but a key that merely normalises to /healthz
+        // ("x/../healthz", written by hand since HttpClient would fold it) is an object like any other.
         await Expect(new HttpRequestMessage(HttpMethod.Get, $"{c.Url}/healthz"), HttpStatusCode.OK);
+        var (status, body) = await DataPathTests.RawExchangeAsync(c.Url, "GET /x/../healthz HTTP/1.1", "");
+        Assert.True(status.Contains(" 401 ", StringComparison.Ordinal), $"{status} {body}");
     }
 
     [Fact]
@@ -194,6 +197,20 @@ public class SecurityTests
                 await volume.DisposeAsync();
             }
             cert.Dispose();
+            TempDir.Delete(dir);
+        }
+    }
+
+    [Fact]
+    public void HalfATlsConfigurationIsRefusedRatherThanServedAsPlainHttp()
+    {
+        var dir = TempDir.Create("tls-half");
+        try
+        {
+            Assert.Throws<ArgumentException>(() => VolumeServer.Create(new VolumeOptions { DataDir = dir, Port = 0, TlsCert = Path.Combine(dir, "cert.pem") }));
+        }
+        finally
+        {
             TempDir.Delete(dir);
         }
     }
