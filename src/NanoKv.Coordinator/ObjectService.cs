@@ -35,6 +35,9 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
     /// <summary>How long a redirect's presigned volume URL stays valid.</summary>
     private static readonly TimeSpan PresignLifetime = TimeSpan.FromMinutes(5);
 
+    /// <summary>How long a reported corrupt replica is tried last (repair replaces it well within that).</summary>
+    private static readonly TimeSpan CorruptHintLifetime = TimeSpan.FromHours(1);
+
     /// <summary>Replicas a volume reported as failing their checksum ("node\nkey" → when); GETs try them last.</summary>
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, DateTimeOffset> _corrupt = new();
 
@@ -243,11 +246,29 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
     public void MarkCorrupt(byte[] key, string nodeId)
     {
         logger.LogWarning("volume {Node} reports a corrupt copy of {Key}; reads go to other replicas, run repair", nodeId, KeyCodec.Display(key));
-        _corrupt[nodeId + "\n" + KeyCodec.Encode(key)] = DateTimeOffset.UtcNow;
+        _corrupt[CorruptHint(key, nodeId)] = DateTimeOffset.UtcNow;
     }
 
-    private bool IsMarkedCorrupt(byte[] key, string nodeId) =>
-        !_corrupt.IsEmpty && _corrupt.TryGetValue(nodeId + "\n" + KeyCodec.Encode(key), out var at) && DateTimeOffset.UtcNow - at < TimeSpan.FromHours(1);
+    private static string CorruptHint(byte[] key, string nodeId) => nodeId + "\n" + KeyCodec.Encode(key);
+
+    private bool IsMarkedCorrupt(byte[] key, string nodeId)
+    {
+        if (_corrupt.IsEmpty)
+        {
+            return false;
+        }
+        var hint = CorruptHint(key, nodeId);
+        if (!_corrupt.TryGetValue(hint, out var at))
+        {
+            return false;
+        }
+        if (DateTimeOffset.UtcNow - at < CorruptHintLifetime)
+        {
+            return true;
+        }
+        _corrupt.TryRemove(new KeyValuePair<string, DateTimeOffset>(hint, at)); // expired: keep the map small
+        return false;
+    }
 
     /// <summary>exp/sig query for a volume URL when the cluster has a secret (volumes refuse unsigned reads then).</summary>
     private string Presign(byte[] key)
@@ -275,10 +296,7 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
             tomb = meta with { State = ObjectState.Tombstoned, Version = clock.Next(), UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() };
             store.Put(key, tomb);
         }
-        if (await FanOutDeleteAsync(key, tomb.Replicas, tomb.Version) < tomb.Replicas.Count)
-        {
-            store.MarkDeleteOwed(key);
-        }
+        await FanOutDeleteAsync(key, tomb.Replicas, tomb.Version);
         return Results.NoContent();
     }
 
@@ -307,10 +325,11 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
     }
 
     /// <summary>
-    /// Sends deletes (volume tombstones) to the replicas. If none of them could record it, the tombstone is
-    /// written to other live nodes too, so a rebuild from volumes still sees the delete.
+    /// Sends deletes (volume tombstones) to the replicas; the ones it misses are owed (<see cref="FinishOwedDeletesAsync"/>).
+    /// If none of them could record it, the tombstone is written to other live nodes too, so a rebuild from
+    /// volumes still sees the delete.
     /// </summary>
-    public async Task<int> FanOutDeleteAsync(byte[] key, IReadOnlyList<string> replicas, long version)
+    private async Task FanOutDeleteAsync(byte[] key, IReadOnlyList<string> replicas, long version)
     {
         // Down nodes are skipped rather than retried for the whole time box: FinishOwedDeletesAsync does it later.
         var results = await Task.WhenAll(replicas.Select(id => nodes.UrlOf(id) is string url && nodes.StatusOf(id) != NodeStatus.Down
@@ -324,9 +343,9 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
         }
         if (ok < replicas.Count)
         {
+            store.MarkDeleteOwed(key);
             logger.LogWarning("delete of {Key} reached {Ok}/{N} replicas; retried when they are back", KeyCodec.Display(key), ok, replicas.Count);
         }
-        return ok;
     }
 
     /// <summary>
@@ -415,10 +434,7 @@ public sealed class ObjectService(MetaStore store, NodeRegistry nodes, VolumeCli
         logger.LogWarning("rolling back {Key}: deleting it on {Holders}", KeyCodec.Display(key), string.Join(", ", holders));
         var version = clock.Next();
         store.Put(key, pending with { State = ObjectState.Tombstoned, Version = version, Replicas = holders, UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() });
-        if (await FanOutDeleteAsync(key, holders, version) < holders.Count)
-        {
-            store.MarkDeleteOwed(key);
-        }
+        await FanOutDeleteAsync(key, holders, version);
     }
 
     private async Task AbortAsync(byte[] key, ObjectMeta pending, List<string> prepared, ObjectMeta? previous)

@@ -18,14 +18,12 @@ public static class ClusterAuth
         {
             return;
         }
-        var expected = SHA256.HashData(Encoding.UTF8.GetBytes(secret));
         app.Use(async (ctx, next) =>
         {
             var path = ctx.Request.Path.Value ?? "";
             if (path.StartsWith("/internal/", StringComparison.Ordinal) || path.StartsWith("/admin/", StringComparison.Ordinal))
             {
-                var given = SHA256.HashData(Encoding.UTF8.GetBytes(ctx.Request.Headers[Header].ToString()));
-                if (!CryptographicOperations.FixedTimeEquals(expected, given))
+                if (!HasSecret(ctx, secret))
                 {
                     await ApiError.Result(StatusCodes.Status401Unauthorized, ApiError.Codes.Unauthorized, $"missing or wrong {Header} header").ExecuteAsync(ctx);
                     return;

@@ -79,8 +79,13 @@ public class ProcessFaultTests
         }
         var data = RandomNumberGenerator.GetBytes(2 * 1024 * 1024);
         var put = c.Client.PutAsync($"{c.Url}/inflight", new ByteArrayContent(data));
-        // Commit calls are in flight (and stalled) once the upload has been verified on every replica.
-        await Task.Delay(1500);
+        // The stalled volumes hold the whole upload; the others have committed it.
+        await TestCluster.WaitUntilAsync(
+            () => Enumerable.Range(0, 3).All(i => i < stalledVolumes
+                ? Directory.EnumerateFiles(Path.Combine(c.VolumeDir(i), "tmp"), "*.json").Any(f => File.ReadAllText(f).Contains("\"uploaded\"", StringComparison.Ordinal))
+                : Directory.EnumerateFiles(Path.Combine(c.VolumeDir(i), "blobs"), "inflight", SearchOption.AllDirectories).Any()),
+            TimeSpan.FromSeconds(30),
+            $"the write uploaded everywhere and committed on {3 - stalledVolumes} volumes");
         c.KillCoordinator();
         await Assert.ThrowsAnyAsync<HttpRequestException>(() => put);
         for (var i = 0; i < 3; i++)
