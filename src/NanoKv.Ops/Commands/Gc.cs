@@ -78,6 +78,7 @@ public static partial class Commands
                 }
             }
         }
+        await GcS3Async(ctx, ct);
         ctx.Progress.Start("sweeping temp files", ctx.Nodes.Count);
         foreach (var node in ctx.Nodes)
         {

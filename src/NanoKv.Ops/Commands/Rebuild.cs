@@ -80,6 +80,7 @@ public static partial class Commands
             };
             await WriteIfAbsentAsync(ctx, key, meta, "restored");
         }, ct);
+        await RebuildS3Async(ctx, ct);
     }
 
     private static async Task WriteIfAbsentAsync(OpsContext ctx, byte[] key, ObjectMeta meta, string category)

@@ -81,5 +81,6 @@ public static partial class Commands
                 }
             }
         }
+        VerifyS3(ctx);
     }
 }
