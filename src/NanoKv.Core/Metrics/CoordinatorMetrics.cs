@@ -31,6 +31,7 @@ public sealed class CoordinatorMetrics : ServerMetrics
         ReplicaFailures = Factory.CreateCounter("nanokv_replica_failures_total", "replica calls that failed during a PUT, by phase", ["phase"]);
         Aborts = Factory.CreateCounter("nanokv_put_aborts_total", "PUTs aborted before commit (nothing was written)");
         Rollbacks = Factory.CreateCounter("nanokv_put_rollbacks_total", "partially committed writes rolled back (by a PUT or by recovery)");
+        VerifiedReadFailures = Factory.CreateCounter("nanokv_verified_read_failures_total", "proxied reads whose bytes did not match the committed BLAKE3 (transfer cut)");
         CorruptReports = Factory.CreateCounter("nanokv_corrupt_reports_total", "volume reports of a replica failing its checksum");
         PendingWrites = Factory.CreateGauge("nanokv_pending_writes", "keys with a write in progress (or left by a crash until recovery)");
         OwedDeletes = Factory.CreateGauge("nanokv_owed_deletes", "tombstoned keys whose delete has not reached every replica yet");
@@ -51,6 +52,8 @@ public sealed class CoordinatorMetrics : ServerMetrics
     public Counter Aborts { get; }
 
     public Counter Rollbacks { get; }
+
+    public Counter VerifiedReadFailures { get; }
 
     public Counter CorruptReports { get; }
 
