@@ -18,9 +18,13 @@ public static class ConsoleEndpoint
 
     public static void MapConsole(this WebApplication app)
     {
-        app.MapGet(Path, () => Results.Redirect(Path + "/"));
+        // One route for "/ui" and "/ui/...": routing ignores a trailing slash, so two routes would redirect in a loop.
         app.MapGet(Path + "/{**file}", (HttpContext ctx, string? file) =>
         {
+            if (ServerHost.RawPath(ctx) == Path)
+            {
+                return Results.Redirect(Path + "/"); // relative asset URLs need the trailing slash
+            }
             if (!Assets.TryGetValue(string.IsNullOrEmpty(file) ? "index.html" : file, out var asset))
             {
                 return ApiError.NotFoundResult($"no console file {file}");
