@@ -4,7 +4,10 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using NanoKv.Coordinator.Api.Native;
 using NanoKv.Coordinator.Core;
+using NanoKv.Coordinator.Observability;
+using NanoKv.Coordinator.WebConsole;
 using NanoKv.Core;
+using NanoKv.Core.Metrics;
 using NanoKv.Metadata;
 
 namespace NanoKv.Coordinator;
@@ -85,9 +88,10 @@ public sealed class CoordinatorServer : IAsyncDisposable
         var volumes = new VolumeClient(http, options.DataPath.RetryTimeBox, options.DataPath.AttemptTimeout);
         var objects = new ObjectStore(store, nodes, volumes, clock, options.DataPath, options.Secret, app.Logger);
         var server = new CoordinatorServer(options, app, store, nodes, objects, http);
+        app.UseRequestMetrics(objects.Metrics);
         app.UseJsonErrors();
         app.UseClusterSecret(options.Secret);
-        new AccessKeys(options.ReadWriteKeys, options.ReadOnlyKeys).Use(app);
+        new AccessKeys(options.ReadWriteKeys.Count + options.ReadOnlyKeys.Count > 0 && options.Secret is { Length: > 0 } s ? [.. options.ReadWriteKeys, s] : options.ReadWriteKeys, options.ReadOnlyKeys).Use(app); // the secret is a read-write key too (the console signs in with either)
         server.MapRoutes();
         return server;
     }
@@ -205,7 +209,12 @@ public sealed class CoordinatorServer : IAsyncDisposable
             Objects.MarkCorrupt(key, r.NodeId);
             return Results.Json(new { recorded = true });
         });
-        new OpsJobs(Store, Nodes, _http, Path.Combine(Options.DbDir, "ops-journal"), app.Logger).Map(app);
+        var jobs = new OpsJobs(Store, Nodes, _http, Path.Combine(Options.DbDir, "ops-journal"), app.Logger);
+        jobs.Map(app);
+        ClusterGauges.Observe(Objects.Metrics, Store, Nodes, jobs);
+        app.MapMetrics(Objects.Metrics, Options.Secret);
+        app.MapConsole();
+        app.MapGet("/", (Func<HttpContext, Task<IResult>>)(ctx => ListingEndpoint.IsListing(ctx) ? Task.FromResult(ListingEndpoint.Handle(ctx, Store)) : _native.HandleAsync(ctx)));
 
         app.MapMethods("/{**key}", ["GET", "HEAD", "PUT", "DELETE"], (Func<HttpContext, Task<IResult>>)_native.HandleAsync);
         app.MapFallback((HttpContext ctx) => ApiError.Result(

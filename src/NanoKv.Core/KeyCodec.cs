@@ -43,6 +43,11 @@ public static class KeyCodec
         {
             return false;
         }
+        if (key.AsSpan().SequenceEqual("ui"u8) || key.AsSpan().StartsWith("ui/"u8))
+        {
+            error = "keys 'ui' and 'ui/...' are reserved for the web console";
+            return false;
+        }
         foreach (var reserved in ReservedKeys)
         {
             if (key.AsSpan().SequenceEqual(Encoding.ASCII.GetBytes(reserved)))
