@@ -113,6 +113,26 @@ public sealed class ChildProcess : IDisposable
         return -1;
     }
 
+    /// <summary>
+    /// SIGTERM to the program (under a wrapper such as strace: to the wrapper's children), then waits for the
+    /// wrapper to exit, so a trace file is complete and flushed.
+    /// </summary>
+    public async Task TerminateAsync(TimeSpan timeout)
+    {
+        if (_process.HasExited)
+        {
+            return;
+        }
+        var children = $"/proc/{Pid}/task/{Pid}/children";
+        var targets = File.Exists(children) ? File.ReadAllText(children).Split(' ', StringSplitOptions.RemoveEmptyEntries) : [];
+        foreach (var pid in targets.Length > 0 ? targets : [$"{Pid}"])
+        {
+            using var kill = Process.Start("kill", ["-TERM", pid]);
+            await kill.WaitForExitAsync();
+        }
+        await WaitForExitAsync(timeout);
+    }
+
     /// <summary>SIGKILL: no shutdown code runs, like a power cut for the process.</summary>
     public void Kill()
     {

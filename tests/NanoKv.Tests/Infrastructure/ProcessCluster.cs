@@ -71,16 +71,19 @@ public sealed class ProcessCluster : IAsyncDisposable
     public string IndexDir => Path.Combine(Root, "index");
 
     /// <summary>Starts the volumes, then the coordinator; waitAlive=false returns as soon as the coordinator answers /healthz.</summary>
-    public static async Task<ProcessCluster> StartAsync(int volumes = 3, int replicas = 2, bool waitAlive = true)
+    /// <param name="hooks">per process ("vol0", "coord"): environment and wrapper (strace, faketime) to start it with</param>
+    public static async Task<ProcessCluster> StartAsync(int volumes = 3, int replicas = 2, bool waitAlive = true, Func<string, ProcessHook?>? hooks = null)
     {
         var c = new ProcessCluster(volumes, replicas);
         try
         {
             for (var i = 0; i < volumes; i++)
             {
-                await c.StartVolumeAsync(i);
+                var hook = hooks?.Invoke($"vol{i}");
+                await c.StartVolumeAsync(i, hook?.Env, hook?.Wrapper);
             }
-            await c.StartCoordinatorAsync();
+            var coordHook = hooks?.Invoke("coord");
+            await c.StartCoordinatorAsync(coordHook?.Env, coordHook?.Wrapper);
             if (waitAlive)
             {
                 await c.WaitAllAliveAsync();
@@ -263,3 +266,6 @@ public sealed class ProcessCluster : IAsyncDisposable
         TempDir.Delete(Root);
     }
 }
+
+/// <summary>How to start one process of a <see cref="ProcessCluster"/>: extra environment and a wrapper command.</summary>
+public sealed record ProcessHook(IDictionary<string, string>? Env = null, IReadOnlyList<string>? Wrapper = null);
