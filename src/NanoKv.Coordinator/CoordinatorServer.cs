@@ -98,10 +98,11 @@ public sealed class CoordinatorServer : IAsyncDisposable
 
     public async Task StartAsync(CancellationToken ct = default)
     {
+        // One probe round before the listener takes traffic: the first requests see the configured volumes'
+        // real health instead of "none alive" (which failed PUTs right after start with insufficient_nodes).
+        await Nodes.ProbeAllAsync(ct);
         await _app.StartAsync(ct);
         Url = ServerHost.BoundAddress(_app).ToString().TrimEnd('/');
-        // One probe round before serving decisions, so static volumes are known alive right away.
-        await Nodes.ProbeAllAsync(ct);
         _background.Add(Task.Run(() => Nodes.ProbeLoopAsync(_stop.Token), CancellationToken.None));
         _background.Add(Task.Run(() => RunRecoveryAsync(_stop.Token), CancellationToken.None));
         _background.Add(Task.Run(() => FinishDeletesLoopAsync(_stop.Token), CancellationToken.None));
@@ -167,8 +168,10 @@ public sealed class CoordinatorServer : IAsyncDisposable
         var app = _app;
         app.MapGet("/healthz", (Delegate)(async (HttpContext ctx) =>
             ServerHost.IsExactRoute(ctx, "/healthz")
-                ? Results.Json(new { status = "ok", alive_nodes = Nodes.AliveIds().Count, replicas = Options.DataPath.Replicas, pending = Store.PendingKeys().Count, owed_deletes = Store.OwedDeleteKeys().Count })
+                ? Results.Json(new { status = Nodes.CanPlace(Options.DataPath.Replicas) ? "ok" : "degraded", alive_nodes = Nodes.AliveIds().Count, replicas = Options.DataPath.Replicas, pending = Store.PendingKeys().Count, owed_deletes = Store.OwedDeleteKeys().Count })
                 : await _native.HandleAsync(ctx)));
+        app.MapGet("/readyz", (Delegate)(async (HttpContext ctx) =>
+            ServerHost.IsExactRoute(ctx, "/readyz") ? Nodes.Readiness(Options.DataPath.Replicas) : await _native.HandleAsync(ctx)));
 
         app.MapPost("/admin/join", async Task<IResult> (HttpContext ctx) =>
         {
