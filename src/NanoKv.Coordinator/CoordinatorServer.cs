@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using NanoKv.Coordinator.Api.Native;
+using NanoKv.Coordinator.Api.S3;
 using NanoKv.Coordinator.Core;
 using NanoKv.Core;
 using NanoKv.Metadata;
@@ -37,6 +38,9 @@ public sealed record CoordinatorOptions
     public HealthSettings Health { get; init; } = new();
 
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
+
+    /// <summary>The S3 listener (second port); null = no S3 endpoint.</summary>
+    public S3Options? S3 { get; init; }
 }
 
 /// <summary>A running coordinator: public object API, node membership and admin endpoints over RocksDB metadata.</summary>
@@ -47,6 +51,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Task> _background = [];
     private readonly NativeObjectApi _native;
+    private S3Server? _s3;
 
     private CoordinatorServer(CoordinatorOptions options, WebApplication app, MetaStore store, NodeRegistry nodes, ObjectStore objects, HttpClient http)
     {
@@ -69,6 +74,9 @@ public sealed class CoordinatorServer : IAsyncDisposable
 
     public string Url { get; private set; } = "";
 
+    /// <summary>The S3 endpoint's URL, when one is configured.</summary>
+    public string? S3Url => _s3?.Url;
+
     public static CoordinatorServer Create(CoordinatorOptions options)
     {
         if (options.DataPath.Replicas < 1)
@@ -89,6 +97,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
         app.UseClusterSecret(options.Secret);
         new AccessKeys(options.ReadWriteKeys, options.ReadOnlyKeys).Use(app);
         server.MapRoutes();
+        server._s3 = options.S3 is null ? null : S3Server.Create(options.S3, objects, options.TlsCert, options.TlsKey, options.LogLevel);
         return server;
     }
 
@@ -96,6 +105,10 @@ public sealed class CoordinatorServer : IAsyncDisposable
     {
         await _app.StartAsync(ct);
         Url = ServerHost.BoundAddress(_app).ToString().TrimEnd('/');
+        if (_s3 is not null)
+        {
+            await _s3.StartAsync(ct);
+        }
         // One probe round before serving decisions, so static volumes are known alive right away.
         await Nodes.ProbeAllAsync(ct);
         _background.Add(Task.Run(() => Nodes.ProbeLoopAsync(_stop.Token), CancellationToken.None));
@@ -109,6 +122,10 @@ public sealed class CoordinatorServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync();
+        if (_s3 is not null)
+        {
+            await _s3.DisposeAsync();
+        }
         await _app.StopAsync(CancellationToken.None);
         try
         {
