@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Microsoft.Extensions.Logging;
+using NanoKv.Coordinator.Core;
 using NanoKv.Core;
 using NanoKv.Metadata;
 using NanoKv.Volume;

@@ -1,8 +1,9 @@
-using System.Diagnostics;
 using System.Net.Http.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
+using NanoKv.Coordinator.Api.Native;
+using NanoKv.Coordinator.Core;
 using NanoKv.Core;
 using NanoKv.Metadata;
 
@@ -45,8 +46,9 @@ public sealed class CoordinatorServer : IAsyncDisposable
     private readonly HttpClient _http;
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Task> _background = [];
+    private readonly NativeObjectApi _native;
 
-    private CoordinatorServer(CoordinatorOptions options, WebApplication app, MetaStore store, NodeRegistry nodes, ObjectService objects, HttpClient http)
+    private CoordinatorServer(CoordinatorOptions options, WebApplication app, MetaStore store, NodeRegistry nodes, ObjectStore objects, HttpClient http)
     {
         Options = options;
         _app = app;
@@ -54,6 +56,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
         Nodes = nodes;
         Objects = objects;
         _http = http;
+        _native = new NativeObjectApi(objects);
     }
 
     public CoordinatorOptions Options { get; }
@@ -62,7 +65,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
 
     public NodeRegistry Nodes { get; }
 
-    public ObjectService Objects { get; }
+    public ObjectStore Objects { get; }
 
     public string Url { get; private set; } = "";
 
@@ -80,7 +83,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
         nodes.Load(options.Volumes);
         var clock = new VersionClock(store.VersionHighWater());
         var volumes = new VolumeClient(http, options.DataPath.RetryTimeBox, options.DataPath.AttemptTimeout);
-        var objects = new ObjectService(store, nodes, volumes, clock, options.DataPath, options.Secret, app.Logger);
+        var objects = new ObjectStore(store, nodes, volumes, clock, options.DataPath, options.Secret, app.Logger);
         var server = new CoordinatorServer(options, app, store, nodes, objects, http);
         app.UseJsonErrors();
         app.UseClusterSecret(options.Secret);
@@ -161,7 +164,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
         app.MapGet("/healthz", (Delegate)(async (HttpContext ctx) =>
             ServerHost.IsExactRoute(ctx, "/healthz")
                 ? Results.Json(new { status = "ok", alive_nodes = Nodes.AliveIds().Count, replicas = Options.DataPath.Replicas, pending = Store.PendingKeys().Count, owed_deletes = Store.OwedDeleteKeys().Count })
-                : await ObjectRoute(ctx)));
+                : await _native.HandleAsync(ctx)));
 
         app.MapPost("/admin/join", async Task<IResult> (HttpContext ctx) =>
         {
@@ -204,31 +207,11 @@ public sealed class CoordinatorServer : IAsyncDisposable
         });
         new OpsJobs(Store, Nodes, _http, Path.Combine(Options.DbDir, "ops-journal"), app.Logger).Map(app);
 
-        app.MapMethods("/{**key}", ["GET", "HEAD", "PUT", "DELETE"], (Func<HttpContext, Task<IResult>>)ObjectRoute);
+        app.MapMethods("/{**key}", ["GET", "HEAD", "PUT", "DELETE"], (Func<HttpContext, Task<IResult>>)_native.HandleAsync);
         app.MapFallback((HttpContext ctx) => ApiError.Result(
             ctx.Request.Path.StartsWithSegments("/admin") || ctx.Request.Path.StartsWithSegments("/internal") ? 404 : 405,
             ApiError.Codes.NotFound,
             $"no route for {ctx.Request.Method} {ctx.Request.Path}"));
-    }
-
-    private async Task<IResult> ObjectRoute(HttpContext ctx)
-    {
-        if (!KeyCodec.TryParseTarget(ServerHost.RawTarget(ctx), out var key, out var error))
-        {
-            return ApiError.BadRequest(ApiError.Codes.InvalidKey, error);
-        }
-        var method = ctx.Request.Method;
-        using var activity = ServerHost.Activity.StartActivity(method + " object");
-        activity?.SetTag("nanokv.key", KeyCodec.Display(key));
-        var started = System.Diagnostics.Stopwatch.GetTimestamp();
-        var result = HttpMethods.IsPut(method) ? await Objects.PutAsync(ctx, key)
-            : HttpMethods.IsDelete(method) ? await Objects.DeleteAsync(key, ctx.RequestAborted)
-            : await Objects.GetAsync(ctx, key, HttpMethods.IsHead(method));
-        var status = result is IStatusCodeHttpResult { StatusCode: int s } ? s : ctx.Response.StatusCode;
-        var tags = new TagList { { "method", method }, { "status", status } };
-        ServerHost.Requests.Add(1, tags);
-        ServerHost.RequestDuration.Record(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds, tags);
-        return result;
     }
 
     private static async Task<NodeAnnounce?> ReadAnnounceAsync(HttpContext ctx)

@@ -370,7 +370,7 @@ public sealed class VolumeServer : IAsyncDisposable
         {
             return ApiError.Result(f.Status, ApiError.Codes.Injected, "injected fault on get");
         }
-        if (!KeyCodec.TryParseTarget(ServerHost.RawTarget(ctx), out var key, out var error))
+        if (!KeyCodec.TryParseTarget(ServerHost.RawTarget(ctx), out var key, out var error, KeyCodec.MaxInternalKeyBytes))
         {
             return ApiError.BadRequest(ApiError.Codes.InvalidKey, error);
         }

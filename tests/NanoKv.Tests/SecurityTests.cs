@@ -5,6 +5,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using NanoKv.Coordinator;
+using NanoKv.Coordinator.Core;
 using NanoKv.Core;
 using NanoKv.Tests.Infrastructure;
 using NanoKv.Volume;

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using NanoKv.Coordinator;
+using NanoKv.Coordinator.Core;
 using NanoKv.Volume;
 
 namespace NanoKv.Tests.Infrastructure;

@@ -1,0 +1,147 @@
+using Microsoft.Extensions.Logging;
+using NanoKv.Core;
+using NanoKv.Metadata;
+
+namespace NanoKv.Coordinator.Core;
+
+/// <summary>Reads: where a committed object lives, and streaming it from a live replica with failover.</summary>
+public sealed partial class ObjectStore
+{
+    /// <summary>How long a reported corrupt replica is tried last (repair replaces it well within that).</summary>
+    private static readonly TimeSpan CorruptHintLifetime = TimeSpan.FromHours(1);
+
+    /// <summary>Replicas a volume reported as failing their checksum ("node\nkey" → when); reads try them last.</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, DateTimeOffset> _corrupt = new();
+
+    /// <summary>The committed object and its readable replicas (not down; reported-corrupt ones last).</summary>
+    public StoreResult<ReadPlan> Locate(byte[] key)
+    {
+        var meta = Head(key);
+        if (meta is null)
+        {
+            return new StoreError(StoreErrorKind.NotFound, $"key {KeyCodec.Display(key)} not found");
+        }
+        var candidates = meta.Replicas
+            .Select(id => (Id: id, Status: nodes.StatusOf(id), Url: nodes.UrlOf(id)))
+            .Where(c => c.Status != NodeStatus.Down && c.Url is not null)
+            .OrderBy(c => IsMarkedCorrupt(key, c.Id))
+            .ThenBy(c => c.Status)
+            .Select(c => new ReplicaLocation(c.Id, c.Url!))
+            .ToList();
+        return new ReadPlan(key, meta, candidates);
+    }
+
+    /// <summary>A URL a client may GET the replica at directly (signed when the cluster has a secret).</summary>
+    public string DirectUrl(ReadPlan plan, ReplicaLocation replica) => replica.Url + "/" + KeyCodec.UrlPath(plan.Key) + Presign(plan.Key);
+
+    /// <summary>
+    /// Streams the object (or a range) from the first replica that serves it into sink. Full bodies are
+    /// checked against the committed hash with the last chunk held back, so a client never sees a normal
+    /// end of wrong bytes; a replica failing before anything was sent is replaced by the next one.
+    /// </summary>
+    public async Task<StoreError?> ReadAsync(ReadPlan plan, ByteRange? range, IObjectSink sink, CancellationToken ct)
+    {
+        if (plan.Candidates.Count == 0)
+        {
+            return new StoreError(StoreErrorKind.Unavailable, $"no live replica of {KeyCodec.Display(plan.Key)} (replicas: {string.Join(", ", plan.Meta.Replicas)})");
+        }
+        foreach (var c in plan.Candidates)
+        {
+            if (await TryReadAsync(c.Url, plan.Key, plan.Meta, range, sink, ct))
+            {
+                return null;
+            }
+            nodes.ReportFailure(c.NodeId);
+            if (sink.HasStarted)
+            {
+                return null;
+            }
+        }
+        return new StoreError(StoreErrorKind.Unavailable, "every replica failed to serve the object");
+    }
+
+    /// <summary>Records a volume's report that its copy of key is corrupt (it has quarantined it; repair re-copies).</summary>
+    public void MarkCorrupt(byte[] key, string nodeId)
+    {
+        logger.LogWarning("volume {Node} reports a corrupt copy of {Key}; reads go to other replicas, run repair", nodeId, KeyCodec.Display(key));
+        _corrupt[CorruptHint(key, nodeId)] = DateTimeOffset.UtcNow;
+    }
+
+    private static string CorruptHint(byte[] key, string nodeId) => nodeId + "\n" + KeyCodec.Encode(key);
+
+    private bool IsMarkedCorrupt(byte[] key, string nodeId)
+    {
+        if (_corrupt.IsEmpty)
+        {
+            return false;
+        }
+        var hint = CorruptHint(key, nodeId);
+        if (!_corrupt.TryGetValue(hint, out var at))
+        {
+            return false;
+        }
+        if (DateTimeOffset.UtcNow - at < CorruptHintLifetime)
+        {
+            return true;
+        }
+        _corrupt.TryRemove(new KeyValuePair<string, DateTimeOffset>(hint, at)); // expired: keep the map small
+        return false;
+    }
+
+    /// <summary>exp/sig query for a volume URL when the cluster has a secret (volumes refuse unsigned reads then).</summary>
+    private string Presign(byte[] key)
+    {
+        if (string.IsNullOrEmpty(secret))
+        {
+            return "";
+        }
+        var exp = DateTimeOffset.UtcNow.Add(PresignLifetime).ToUnixTimeSeconds();
+        return $"?exp={exp}&sig={ClusterAuth.Sign(secret, KeyCodec.Encode(key), exp)}";
+    }
+
+    /// <summary>One replica: true when it served (or the client saw a cut), false to try the next replica.</summary>
+    private async Task<bool> TryReadAsync(string url, byte[] key, ObjectMeta meta, ByteRange? range, IObjectSink sink, CancellationToken ct)
+    {
+        using var req = new HttpRequestMessage(HttpMethod.Get, NodeHttp.ObjectUri(url, key));
+        if (range is { } r)
+        {
+            req.Headers.TryAddWithoutValidation("Range", r.Header);
+        }
+        HttpResponseMessage resp;
+        try
+        {
+            resp = await volumes.Http.SendAsync(req, HttpCompletionOption.ResponseHeadersRead, ct);
+        }
+        catch (HttpRequestException)
+        {
+            return false;
+        }
+        using (resp)
+        {
+            if ((int)resp.StatusCode >= 500 || resp.StatusCode == System.Net.HttpStatusCode.NotFound)
+            {
+                return false;
+            }
+            sink.Begin((int)resp.StatusCode, resp.Content.Headers.ContentLength, resp.Content.Headers.ContentRange?.ToString());
+            await using var body = await resp.Content.ReadAsStreamAsync(ct);
+            var full = resp.StatusCode == System.Net.HttpStatusCode.OK;
+            // Full bodies are checked against the committed etag, holding the last chunk back until it matches.
+            var copy = full
+                ? await StreamCopier.CopyVerifiedAsync(body, sink.Body, meta.Etag, ct)
+                : await StreamCopier.CopyAsync(body, sink.Body, ct);
+            if (!copy.Ok || (full && (copy.Bytes != meta.Size || copy.Etag != meta.Etag)))
+            {
+                // Never end a response that carried wrong bytes normally: the client must see a failure.
+                logger.LogError("proxy GET of {Key} from {Url}: {Bytes} bytes, etag {Etag}, expected {Size}/{Want}", KeyCodec.Display(key), url, copy.Bytes, copy.Etag, meta.Size, meta.Etag);
+                if (!sink.HasStarted && !ct.IsCancellationRequested)
+                {
+                    // Nothing reached the client yet (the held-back chunk was all there was): try the next replica.
+                    sink.Reset();
+                    return false;
+                }
+                sink.Abort();
+            }
+            return true;
+        }
+    }
+}

@@ -1,0 +1,303 @@
+using Microsoft.Extensions.Logging;
+using NanoKv.Core;
+using NanoKv.Metadata;
+
+namespace NanoKv.Coordinator.Core;
+
+/// <summary>
+/// The transport-free object store: PUT/GET/DELETE with plain arguments and results. A write is
+/// prepare → upload → verify → commit on N replicas, aborted on any failure before commit and rolled back
+/// after a partial commit, so a key is either fully written or absent. Front ends (native HTTP, S3) only
+/// translate requests and results; replication, placement and commit live here alone.
+/// </summary>
+public sealed partial class ObjectStore(MetaStore store, NodeRegistry nodes, VolumeClient volumes, VersionClock clock, DataPathSettings settings, string? secret, ILogger logger)
+{
+    /// <summary>How long a redirect's presigned volume URL stays valid.</summary>
+    private static readonly TimeSpan PresignLifetime = TimeSpan.FromMinutes(5);
+
+    public DataPathSettings Settings => settings;
+
+    public MetaStore Meta => store;
+
+    /// <summary>Committed metadata of key, or null when it does not exist (pending and deleted keys do not).</summary>
+    public ObjectMeta? Head(byte[] key) => store.Get(key) is { State: ObjectState.Committed } m ? m : null;
+
+    /// <summary>Streams the body once to every replica and commits it; the result is the committed metadata.</summary>
+    public async Task<StoreResult<ObjectMeta>> PutAsync(PutRequest request, CancellationToken ct)
+    {
+        var key = request.Key;
+        if (request.Length > ServerHost.MaxObjectBytes)
+        {
+            return new StoreError(StoreErrorKind.TooLarge, $"objects are limited to {ServerHost.MaxObjectBytes} bytes");
+        }
+        var begun = await BeginWriteAsync(key);
+        if (!begun.Ok)
+        {
+            return begun.Error!;
+        }
+        // The guard aborts the reservation on every exit before commit, including exceptions.
+        await using var write = begun.Value!;
+        var prepared = await PrepareAllAsync(write, request.Length);
+        if (prepared is not null)
+        {
+            return prepared;
+        }
+
+        // Upload: one read of the client body, hashed once, streamed to all replicas in parallel.
+        var (copy, uploads) = await UploadAsync(write.Meta, request.Body, request.Length, ct);
+        var failure = UploadFailure(write, copy, uploads, request.Length, ct);
+        if (failure is not null)
+        {
+            return failure;
+        }
+        if (request.BeforeCommit?.Invoke(copy) is StoreError refused)
+        {
+            return refused;
+        }
+        // Recorded before commit so a coordinator crash during commit can roll forward. Not fsync'd: if it
+        // is lost, recovery rolls the (never acknowledged) write back instead.
+        write.Meta = write.Meta with { Size = copy.Bytes, Etag = copy.Etag };
+        store.Put(key, write.Meta, sync: false);
+
+        // Commit: not cancellable by the client from here on; a key must end fully written or absent.
+        write.Settle();
+        var pending = write.Meta;
+        var commits = await Task.WhenAll(pending.Replicas.Select(id =>
+            volumes.CommitAsync(nodes.UrlOf(id)!, key, pending.UploadId, pending.Version, CancellationToken.None)));
+        if (commits.All(c => c.Ok))
+        {
+            var meta = pending with { State = ObjectState.Committed, UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() };
+            store.Put(key, meta);
+            return meta;
+        }
+        var failed = pending.Replicas.Select((id, i) => (Id: id, Call: commits[i])).Where(x => !x.Call.Ok).Select(x => $"{x.Id}: {x.Call.Describe()}");
+        await RollBackAsync(key, pending, pending.Replicas.Where((_, i) => commits[i].Ok).ToList(), pending.Replicas.Where((_, i) => !commits[i].Ok).ToList());
+        return new StoreError(StoreErrorKind.ReplicaFailed, $"commit failed on {string.Join("; ", failed)}; the write was rolled back");
+    }
+
+    /// <summary>Reserves the key with a pending record under the key lock, or says why it cannot be written.</summary>
+    private async Task<StoreResult<PendingWrite>> BeginWriteAsync(byte[] key)
+    {
+        var n = settings.Replicas;
+        using (await store.LockAsync(key))
+        {
+            var previous = store.Get(key);
+            if (previous?.State == ObjectState.Committed)
+            {
+                return new StoreError(StoreErrorKind.KeyExists, $"key {KeyCodec.Display(key)} already exists; objects are write-once (DELETE it first)");
+            }
+            if (previous?.State == ObjectState.Pending)
+            {
+                return new StoreError(StoreErrorKind.WriteInProgress, $"another write of key {KeyCodec.Display(key)} is in progress");
+            }
+            var alive = nodes.AliveIds();
+            if (alive.Count < n)
+            {
+                return new StoreError(StoreErrorKind.InsufficientNodes, $"{alive.Count} alive volumes, {n} replicas required");
+            }
+            var ranked = Placement.Rank(key, alive);
+            var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+            var pending = new ObjectMeta
+            {
+                State = ObjectState.Pending,
+                Replicas = ranked.GetRange(0, n),
+                UploadId = Guid.NewGuid().ToString("N"),
+                Version = clock.Next(),
+                CreatedMs = now,
+                UpdatedMs = now,
+            };
+            store.Put(key, pending);
+            return new PendingWrite(this, key, pending, previous, ranked.Skip(n));
+        }
+    }
+
+    /// <summary>Prepare: reserve an upload on N nodes; a node that fails is replaced by the next in HRW order.</summary>
+    private async Task<StoreError?> PrepareAllAsync(PendingWrite write, long? length)
+    {
+        var n = settings.Replicas;
+        var pending = write.Meta;
+        var failures = new List<string>();
+        var results = await Task.WhenAll(pending.Replicas.Select(id => PrepareAsync(id, write.Key, pending.UploadId, length)));
+        for (var i = 0; i < results.Length; i++)
+        {
+            var id = pending.Replicas[i];
+            if (results[i].Ok)
+            {
+                write.Prepared.Add(id);
+                continue;
+            }
+            failures.Add($"{id}: {results[i].Describe()}");
+            if (results[i].Status == 507 && write.Spares.Count == 0)
+            {
+                return new StoreError(StoreErrorKind.InsufficientStorage, string.Join("; ", failures));
+            }
+            while (write.Spares.TryDequeue(out var next))
+            {
+                var r = await PrepareAsync(next, write.Key, pending.UploadId, length);
+                if (r.Ok)
+                {
+                    write.Prepared.Add(next);
+                    break;
+                }
+                failures.Add($"{next}: {r.Describe()}");
+            }
+        }
+        if (write.Prepared.Count < n)
+        {
+            return new StoreError(StoreErrorKind.InsufficientNodes, $"could not prepare {n} replicas: {string.Join("; ", failures)}");
+        }
+        if (!write.Prepared.SequenceEqual(pending.Replicas))
+        {
+            write.Meta = pending with { Replicas = [.. write.Prepared] };
+            store.Put(write.Key, write.Meta);
+        }
+        return null;
+    }
+
+    /// <summary>Classifies a finished upload: the client's fault, a replica's, or fine (null).</summary>
+    private static StoreError? UploadFailure(PendingWrite write, CopyResult copy, CallResult[] uploads, long? length, CancellationToken ct)
+    {
+        if (copy.Status == CopyStatus.InputError || copy.Status == CopyStatus.Canceled || ct.IsCancellationRequested)
+        {
+            return copy.Error switch
+            {
+                BodyRejectedException e => new StoreError(StoreErrorKind.InvalidBody, e.Message, e),
+                InvalidDataException e => new StoreError(StoreErrorKind.SizeMismatch, e.Message, e),
+                _ => new StoreError(StoreErrorKind.UploadIncomplete, $"request body ended after {copy.Bytes} bytes: {copy.Error?.Message}", copy.Error),
+            };
+        }
+        // One replica's failure cancels the others; report the cause (a full disk, then any definite
+        // answer) rather than the cancellations it triggered.
+        var failedUpload = Enumerable.Range(0, uploads.Length).Where(i => !uploads[i].Ok)
+            .OrderByDescending(i => uploads[i].Status == 507).ThenByDescending(i => uploads[i].Status != 0).FirstOrDefault(-1);
+        if (failedUpload >= 0)
+        {
+            var full = uploads[failedUpload].Status is 507;
+            return new StoreError(full ? StoreErrorKind.InsufficientStorage : StoreErrorKind.ReplicaFailed,
+                $"upload to {write.Prepared[failedUpload]} failed: {uploads[failedUpload].Describe()}");
+        }
+        if (!copy.Ok)
+        {
+            return new StoreError(StoreErrorKind.ReplicaFailed, $"upload failed: {copy.Error?.Message}", copy.Error);
+        }
+        if (length is long want && copy.Bytes != want)
+        {
+            return new StoreError(StoreErrorKind.UploadIncomplete, $"received {copy.Bytes} bytes, Content-Length said {want}");
+        }
+        // Verify: every replica must have fsync'd exactly the bytes we read.
+        for (var i = 0; i < uploads.Length; i++)
+        {
+            var got = uploads[i].As<UploadResult>();
+            if (got is null || got.Size != copy.Bytes || !string.Equals(got.Etag, copy.Etag, StringComparison.Ordinal))
+            {
+                return new StoreError(StoreErrorKind.ChecksumMismatch,
+                    $"replica {write.Prepared[i]} stored {got?.Size} bytes with etag {got?.Etag}; expected {copy.Bytes} bytes with etag {copy.Etag}");
+            }
+        }
+        return null;
+    }
+
+    /// <summary>DELETE: tombstone first (the key is gone from then on), then delete on every replica.</summary>
+    public async Task DeleteAsync(byte[] key, CancellationToken ct)
+    {
+        ObjectMeta tomb;
+        using (await store.LockAsync(key))
+        {
+            var meta = store.Get(key);
+            // A pending write is not visible yet: this DELETE linearizes before it.
+            if (meta is null || meta.State != ObjectState.Committed)
+            {
+                return;
+            }
+            tomb = meta with { State = ObjectState.Tombstoned, Version = clock.Next(), UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() };
+            store.Put(key, tomb);
+        }
+        await FanOutDeleteAsync(key, tomb.Replicas, tomb.Version);
+    }
+
+    private async Task<CallResult> PrepareAsync(string id, byte[] key, string uploadId, long? length)
+    {
+        var url = nodes.UrlOf(id);
+        if (url is null)
+        {
+            return new CallResult(false, 0, "unknown node", false);
+        }
+        var r = await volumes.PrepareAsync(url, key, uploadId, length, CancellationToken.None);
+        if (!r.Ok && r.Status == 0)
+        {
+            nodes.ReportFailure(id);
+        }
+        return r;
+    }
+
+    private async Task<(CopyResult Copy, CallResult[] Uploads)> UploadAsync(ObjectMeta pending, Stream body, long? length, CancellationToken clientGone)
+    {
+        var targets = pending.Replicas;
+        var broadcast = new Broadcast(targets.Count, settings.UploadIdleTimeout);
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(clientGone);
+        var uploads = targets.Select((id, i) => Task.Run(async () =>
+        {
+            var r = await volumes.UploadAsync(nodes.UrlOf(id)!, pending.UploadId, broadcast.ContentFor(i, length), cts.Token);
+            if (!r.Ok)
+            {
+                broadcast.Fail(i, new IOException(r.Describe()));
+                await cts.CancelAsync(); // one failed replica fails the PUT: stop the others
+            }
+            return r;
+        })).ToArray();
+        var copy = await broadcast.PumpAsync(body, length ?? ServerHost.MaxObjectBytes, cts.Token);
+        if (!copy.Ok)
+        {
+            await cts.CancelAsync();
+        }
+        else
+        {
+            cts.CancelAfter(settings.UploadIdleTimeout); // each volume still has to fsync and answer
+        }
+        var results = await Task.WhenAll(uploads);
+        if (copy.Status == CopyStatus.Canceled && !clientGone.IsCancellationRequested)
+        {
+            copy = copy with { Status = CopyStatus.OutputError };
+        }
+        return (copy, results);
+    }
+
+    /// <summary>Undoes a reservation that never reached commit: abort the prepared uploads, restore the key.</summary>
+    private async Task AbortAsync(byte[] key, ObjectMeta pending, List<string> prepared, ObjectMeta? previous)
+    {
+        await Task.WhenAll(prepared.Select(id => volumes.AbortAsync(nodes.UrlOf(id)!, pending.UploadId, CancellationToken.None)));
+        if (previous is null)
+        {
+            store.Remove(key);
+        }
+        else
+        {
+            store.Put(key, previous);
+        }
+    }
+
+    /// <summary>A reserved write; disposing it before <see cref="Settle"/> aborts it (the one abort guard of PUT).</summary>
+    private sealed class PendingWrite(ObjectStore owner, byte[] key, ObjectMeta meta, ObjectMeta? previous, IEnumerable<string> spares) : IAsyncDisposable
+    {
+        private bool _settled;
+
+        public byte[] Key => key;
+
+        public ObjectMeta Meta { get; set; } = meta;
+
+        public List<string> Prepared { get; } = [];
+
+        public Queue<string> Spares { get; } = new(spares);
+
+        /// <summary>From here on commit or rollback decides the outcome; no abort.</summary>
+        public void Settle() => _settled = true;
+
+        public async ValueTask DisposeAsync()
+        {
+            if (!_settled)
+            {
+                await owner.AbortAsync(key, Meta, Prepared, previous);
+            }
+        }
+    }
+}

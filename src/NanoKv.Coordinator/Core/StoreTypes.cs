@@ -1,0 +1,146 @@
+using NanoKv.Core;
+using NanoKv.Metadata;
+
+namespace NanoKv.Coordinator.Core;
+
+/// <summary>Tunables of the data path.</summary>
+public sealed record DataPathSettings
+{
+    public int Replicas { get; init; } = 3;
+
+    /// <summary>Proxy GET bodies through the coordinator instead of redirecting to a volume.</summary>
+    public bool ProxyGet { get; init; }
+
+    /// <summary>How long control calls (prepare/commit/abort/delete) keep retrying transient failures.</summary>
+    public TimeSpan RetryTimeBox { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Deadline of one control call attempt (a stalled volume must not hang a PUT).</summary>
+    public TimeSpan AttemptTimeout { get; init; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>A replica that accepts no upload bytes (or does not answer after the last byte) for this long fails the PUT.</summary>
+    public TimeSpan UploadIdleTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>How long recovery waits for an unreachable replica before treating its commit as failed.</summary>
+    public TimeSpan RecoveryGiveUp { get; init; } = TimeSpan.FromMinutes(10);
+}
+
+/// <summary>Why a store operation did not succeed; each front end maps it to its own status and error format.</summary>
+public enum StoreErrorKind
+{
+    NotFound,
+    KeyExists,
+    WriteInProgress,
+    PreconditionFailed,
+    InsufficientNodes,
+    InsufficientStorage,
+    TooLarge,
+    SizeMismatch,
+    UploadIncomplete,
+
+    /// <summary>The body stream threw <see cref="BodyRejectedException"/> (e.g. an S3 chunk signature or checksum failed).</summary>
+    InvalidBody,
+    ReplicaFailed,
+    ChecksumMismatch,
+    Unavailable,
+    NoSuchBucket,
+
+    /// <summary>CreateBucket of a name the caller already owns.</summary>
+    BucketOwnedByYou,
+
+    /// <summary>CreateBucket of a name another user owns.</summary>
+    BucketExists,
+    BucketNotEmpty,
+    InvalidBucketName,
+    AccessDenied,
+    NoSuchUpload,
+    InvalidPart,
+    InvalidPartOrder,
+    EntityTooSmall,
+    InvalidRange,
+}
+
+/// <summary>A failed store operation: what went wrong, in a sentence, and the exception behind it when there is one.</summary>
+public sealed record StoreError(StoreErrorKind Kind, string Detail, Exception? Cause = null);
+
+/// <summary>
+/// Thrown by a body stream that decodes or checks what the client sent (an S3 chunk signature, a trailing
+/// checksum): the write is aborted and the front end reports the code and message.
+/// </summary>
+public sealed class BodyRejectedException(string code, string message) : Exception(message)
+{
+    /// <summary>The front end's own error code, e.g. S3's "SignatureDoesNotMatch" or "BadDigest".</summary>
+    public string Code { get; } = code;
+}
+
+/// <summary>Either a value or a <see cref="StoreError"/>.</summary>
+public readonly record struct StoreResult<T>(T? Value, StoreError? Error)
+    where T : class
+{
+    public bool Ok => Error is null;
+
+    public static implicit operator StoreResult<T>(T value) => new(value, null);
+
+    public static implicit operator StoreResult<T>(StoreError error) => new(null, error);
+}
+
+/// <summary>What a write must find at its key before it may proceed.</summary>
+public enum WriteCondition
+{
+    /// <summary>Native API: write-once; an existing committed key is a conflict.</summary>
+    CreateOnly,
+
+    /// <summary>S3 PutObject: replaces whatever is there, atomically.</summary>
+    Overwrite,
+
+    /// <summary>S3 If-None-Match: * — only if the key does not exist (412 otherwise, race-free).</summary>
+    IfNoneMatch,
+
+    /// <summary>S3 If-Match: etag — compare-and-swap against the current object's ETag.</summary>
+    IfMatch,
+}
+
+/// <summary>One PUT: the body is read once, hashed, and streamed to every replica.</summary>
+public sealed record PutRequest(byte[] Key, Stream Body, long? Length)
+{
+    public WriteCondition Condition { get; init; } = WriteCondition.CreateOnly;
+
+    /// <summary>
+    /// Runs when every replica holds the bytes and before anything is committed: the front end checks what
+    /// only it knows (e.g. an S3 Content-MD5); an error aborts the write.
+    /// </summary>
+    public Func<CopyResult, StoreError?>? BeforeCommit { get; init; }
+}
+
+/// <summary>Where a committed object can be read: its metadata and the replicas to try, best first.</summary>
+public sealed record ReadPlan(byte[] Key, ObjectMeta Meta, IReadOnlyList<ReplicaLocation> Candidates);
+
+/// <summary>A replica of an object on a volume.</summary>
+public sealed record ReplicaLocation(string NodeId, string Url);
+
+/// <summary>A byte range to read, as the HTTP Range header value a volume understands ("bytes=a-b", "bytes=-n").</summary>
+public readonly record struct ByteRange(string Header)
+{
+    /// <summary>Bytes start..end, inclusive.</summary>
+    public static ByteRange Of(long start, long end) => new($"bytes={start}-{end}");
+}
+
+/// <summary>
+/// Where a read streams to (an HTTP response, in practice). The store calls Begin once a replica answered,
+/// then writes Body; if a replica fails before anything was sent it calls Reset and tries the next one.
+/// </summary>
+public interface IObjectSink
+{
+    /// <summary>True once bytes or headers have gone to the client: failing over is no longer possible.</summary>
+    bool HasStarted { get; }
+
+    Stream Body { get; }
+
+    /// <summary>A replica answered: status 200 or 206, the body length and, for 206, the Content-Range value.</summary>
+    void Begin(int status, long? length, string? contentRange);
+
+    /// <summary>Nothing reached the client yet; forget what Begin set.</summary>
+    void Reset();
+
+    /// <summary>Wrong or missing bytes were already sent: the client must see a failure, not a normal end.</summary>
+    void Abort();
+}
