@@ -56,7 +56,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
     private readonly NativeObjectApi _native;
     private S3Server? _s3;
 
-    private CoordinatorServer(CoordinatorOptions options, WebApplication app, MetaStore store, NodeRegistry nodes, ObjectStore objects, HttpClient http)
+    private CoordinatorServer(CoordinatorOptions options, WebApplication app, IMetaStore store, NodeRegistry nodes, ObjectStore objects, HttpClient http)
     {
         Options = options;
         _app = app;
@@ -69,7 +69,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
 
     public CoordinatorOptions Options { get; }
 
-    public MetaStore Store { get; }
+    public IMetaStore Store { get; }
 
     public NodeRegistry Nodes { get; }
 
