@@ -32,6 +32,9 @@ public interface IMetaStore : IDisposable
     /// <summary>Highest version ever written (never goes back, also across restarts and coordinators).</summary>
     long VersionHighWater();
 
+    /// <summary>Raises the version high-water mark to at least version (a migration, a clock seen elsewhere); never lowers it.</summary>
+    void RaiseVersionHighWater(long version);
+
     /// <summary>In-process striped per-key lock: cheap exclusion between callers of this process only.</summary>
     Task<IDisposable> LockAsync(byte[] key);
 

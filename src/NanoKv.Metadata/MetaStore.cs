@@ -115,6 +115,15 @@ public sealed partial class MetaStore : IMetaStore
         return _highWater;
     }
 
+    public void RaiseVersionHighWater(long version)
+    {
+        if (version > VersionHighWater())
+        {
+            _highWater = version;
+            _db.Put(VersionKey, BitConverter.GetBytes(version), writeOptions: _sync);
+        }
+    }
+
     /// <summary>
     /// Per-key lock (striped) for read-check-write sequences. The PUT/DELETE path and the ops commands both
     /// take it, so a repair or rebalance never overwrites metadata a concurrent write just changed.

@@ -131,6 +131,12 @@ public sealed partial class PostgresMetaStore : IMetaStore
         return v ?? 0;
     }
 
+    public void RaiseVersionHighWater(long version)
+    {
+        _retry.Run("raise version high-water", (conn, _) => Exec(conn, VersionBump, version));
+        NoteVersion(version);
+    }
+
     public async Task<IDisposable> LockAsync(byte[] key)
     {
         var hash = 17;
