@@ -40,7 +40,7 @@ public sealed class AccessKeys
             // "x/../healthz" (served by the object route), and must not skip the key check.
             var path = ServerHost.RawPath(ctx);
             if (path.StartsWith("/admin/", StringComparison.Ordinal) || path.StartsWith("/internal/", StringComparison.Ordinal)
-                || path is "/healthz" or "/metrics" or "/ui" || (path.StartsWith("/ui/", StringComparison.Ordinal) && HttpMethods.IsGet(ctx.Request.Method)))
+                || path is "/healthz" or "/readyz" or "/metrics" or "/ui" || (path.StartsWith("/ui/", StringComparison.Ordinal) && HttpMethods.IsGet(ctx.Request.Method)))
             {
                 await next(ctx);
                 return;

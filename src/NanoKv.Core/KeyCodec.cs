@@ -8,6 +8,9 @@ public static class KeyCodec
     /// <summary>Longest key accepted, in raw bytes.</summary>
     public const int MaxKeyBytes = 1024;
 
+    /// <summary>Longest key between nodes: internal blob keys wrap a 1024-byte S3 key with bucket and version.</summary>
+    public const int MaxInternalKeyBytes = MaxKeyBytes + 128;
+
     /// <summary>Encoded names longer than this are stored under a hashed name plus a sidecar (ext4 caps names at 255 bytes).</summary>
     public const int MaxPlainFileName = 200;
 
@@ -18,7 +21,7 @@ public static class KeyCodec
     /// Takes the key from a raw request target ("/my%2Ffile.bin?x=1"). The raw target is used, not
     /// HttpRequest.Path, because Kestrel resolves "." and ".." segments there and "a/../b" must stay its own key.
     /// </summary>
-    public static bool TryParseTarget(string rawTarget, out byte[] key, out string error)
+    public static bool TryParseTarget(string rawTarget, out byte[] key, out string error, int maxBytes = MaxKeyBytes)
     {
         var path = rawTarget;
         var q = path.IndexOf('?', StringComparison.Ordinal);
@@ -36,7 +39,7 @@ public static class KeyCodec
         {
             path = path[1..];
         }
-        if (!TryDecode(path, out key, out error))
+        if (!TryDecode(path, out key, out error, maxBytes))
         {
             return false;
         }
@@ -52,7 +55,7 @@ public static class KeyCodec
     }
 
     /// <summary>Percent-decodes a key; rejects empty, malformed and over-long keys.</summary>
-    public static bool TryDecode(string encoded, out byte[] key, out string error)
+    public static bool TryDecode(string encoded, out byte[] key, out string error, int maxBytes = MaxKeyBytes)
     {
         key = [];
         if (encoded.Length == 0)
@@ -92,9 +95,9 @@ public static class KeyCodec
                     i++;
                 }
             }
-            if (buf.Count > MaxKeyBytes)
+            if (buf.Count > maxBytes)
             {
-                error = $"key is longer than {MaxKeyBytes} bytes";
+                error = $"key is longer than {maxBytes} bytes";
                 return false;
             }
         }
@@ -130,7 +133,7 @@ public static class KeyCodec
     /// Keys that would shadow a top-level route. URL normalisers (System.Uri among them) unescape "%68" to
     /// "h", so no encoding of these keys is safe to send: they are refused instead.
     /// </summary>
-    public static readonly string[] ReservedKeys = ["healthz", "metrics", "ui"];
+    public static readonly string[] ReservedKeys = ["healthz", "readyz", "metrics", "ui"];
 
     /// <summary>Relative path of a blob: "aa/bb/name", where aa/bb are the first two bytes of BLAKE3(key).</summary>
     public static string BlobRelativePath(ReadOnlySpan<byte> key)

@@ -43,7 +43,7 @@ public sealed record NodeRecord(string NodeId, string Url);
 /// finds them without a full scan); "n/"+node id → node record; "s/version" → version high-water mark.
 /// Values are one format byte (1) followed by UTF-8 JSON, so the encoding can evolve.
 /// </summary>
-public sealed class MetaStore : IDisposable
+public sealed partial class MetaStore : IDisposable
 {
     private const byte FormatV1 = 1;
     private static readonly byte[] MetaPrefix = "m/"u8.ToArray();

@@ -282,25 +282,7 @@ public sealed class VolumeServer : IAsyncDisposable
             return Task.FromResult(Results.Json(new { removed_files = files, removed_bytes = bytes }));
         }));
 
-        app.MapPost("/admin/faults", async Task<IResult> (HttpContext ctx) =>
-        {
-            if (!Options.EnableFaults)
-            {
-                return ApiError.NotFoundResult("fault injection is disabled (start with --enable-fault-injection)");
-            }
-            var rule = await ctx.Request.ReadFromJsonAsync<FaultRule>(ctx.RequestAborted);
-            if (rule is null)
-            {
-                return ApiError.BadRequest(ApiError.Codes.InvalidArgument, "body must be a fault rule");
-            }
-            Faults.Arm(rule);
-            return Results.Json(rule);
-        });
-        app.MapDelete("/admin/faults", () =>
-        {
-            Faults.Clear();
-            return Results.NoContent();
-        });
+        Faults.Map(app, Options.EnableFaults);
 
         app.MapMethods("/{**key}", ["GET", "HEAD"], (Func<HttpContext, Task<IResult>>)ServeBlob);
         app.MapFallback((HttpContext ctx) => ApiError.NotFoundResult($"no route for {ctx.Request.Method} {ctx.Request.Path}"));
@@ -377,7 +359,7 @@ public sealed class VolumeServer : IAsyncDisposable
         {
             return ApiError.Result(f.Status, ApiError.Codes.Injected, "injected fault on get");
         }
-        if (!KeyCodec.TryParseTarget(ServerHost.RawTarget(ctx), out var key, out var error))
+        if (!KeyCodec.TryParseTarget(ServerHost.RawTarget(ctx), out var key, out var error, KeyCodec.MaxInternalKeyBytes))
         {
             return ApiError.BadRequest(ApiError.Codes.InvalidKey, error);
         }

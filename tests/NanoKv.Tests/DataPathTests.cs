@@ -145,11 +145,7 @@ public class DataPathTests
             Assert.False(info.Exists);
             Assert.Equal(tombVersion, info.TombstoneVersion);
         }
-        // The stale copy on the down volume is older than the tombstones, so no rebuild can resurrect it.
-        await c.StartVolumeAsync(2);
-        var stale = await c.Volume(2).Store.InfoAsync(key, false, CancellationToken.None);
-        Assert.True(stale.Exists);
-        Assert.True(stale.Version < tombVersion);
+        // What happens when volume 2 returns (the delete arrives, within a bound): Faults/OwedDeleteTests.
     }
 
     [Fact]
@@ -384,7 +380,7 @@ public class DataPathTests
     public async Task LongKeysWorkUpToTheLimit()
     {
         await using var c = await TestCluster.StartAsync();
-        var key = Enumerable.Range(0, KeyCodec.MaxKeyBytes).Select(i => (byte)(i % 251 + 1)).ToArray();
+        var key = Enumerable.Range(0, KeyCodec.MaxKeyBytes).Select(i => (byte)((i + 1) % 251 + 1)).ToArray(); // a leading 0x01 is reserved
         var data = Payload(5000);
         var url = $"{c.Url}/{KeyCodec.UrlPath(key)}";
         (await c.Client.PutAsync(url, new ByteArrayContent(data))).EnsureSuccessStatusCode();

@@ -73,6 +73,7 @@ public sealed partial class ObjectStore(MetaStore store, NodeRegistry nodes, Vol
         Metrics.ReplicaFailed(PutPhase.Commit, commits.Count(c => !c.Ok));
         if (commits.All(c => c.Ok))
         {
+            CrashPoints.Hit(CrashPoint.CoordinatorAfterCommitFanOut);
             var meta = pending with { State = ObjectState.Committed, UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() };
             store.Put(key, meta);
             Metrics.Phase(PutPhase.Metadata, phase);
