@@ -51,16 +51,19 @@ public sealed class MetricsTests
         // A failed upload: the PUT is aborted and the replica failure counted.
         for (var v = 0; v < 3; v++)
         {
-            await cluster.ArmAsync(v, "upload", "error", count: 1, status: 500);
+            await cluster.ArmAsync(v, "upload", "fail", count: 1, status: 500);
         }
         using (var failed = await cluster.Client.PutAsync($"{cluster.Url}/doomed", new ByteArrayContent(body)))
         {
             Assert.False(failed.IsSuccessStatusCode);
         }
+        var hits = 0;
         for (var v = 0; v < 3; v++)
         {
+            hits += await cluster.FaultHitsAsync(v, "upload");
             (await cluster.Admin.DeleteAsync($"{cluster.VolumeUrl(v)}/admin/faults")).EnsureSuccessStatusCode();
         }
+        Assert.True(hits >= 1, "the injected upload fault never fired");
 
         // A corrupt replica on disk: the volume's verified read fails and quarantines it.
         var meta = await cluster.Client.GetFromJsonAsync<JsonElement>($"{cluster.Url}/?list&prefix=load%2F19");
