@@ -1,9 +1,9 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Http.Json;
+using System.Security.Cryptography;
 using System.Text.Json;
 using NanoKv.Core;
-using System.Security.Cryptography;
 using NanoKv.Tests.Infrastructure;
 
 namespace NanoKv.Tests.Faults;
