@@ -68,7 +68,7 @@ public sealed partial class ObjectStore(MetaStore store, NodeRegistry nodes, Vol
         {
             CrashPoints.Hit(CrashPoint.CoordinatorAfterCommitFanOut);
             var meta = pending with { State = ObjectState.Committed, UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() };
-            store.Put(key, meta);
+            store.Put(key, meta, sync: !CrashPoints.Skipped(CrashPoints.WalSync));
             return meta;
         }
         var failed = pending.Replicas.Select((id, i) => (Id: id, Call: commits[i])).Where(x => !x.Call.Ok).Select(x => $"{x.Id}: {x.Call.Describe()}");
