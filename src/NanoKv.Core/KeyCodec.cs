@@ -8,6 +8,9 @@ public static class KeyCodec
     /// <summary>Longest key accepted, in raw bytes.</summary>
     public const int MaxKeyBytes = 1024;
 
+    /// <summary>Longest key between nodes: internal blob keys wrap a 1024-byte S3 key with bucket and version.</summary>
+    public const int MaxInternalKeyBytes = MaxKeyBytes + 128;
+
     /// <summary>Encoded names longer than this are stored under a hashed name plus a sidecar (ext4 caps names at 255 bytes).</summary>
     public const int MaxPlainFileName = 200;
 
@@ -18,7 +21,7 @@ public static class KeyCodec
     /// Takes the key from a raw request target ("/my%2Ffile.bin?x=1"). The raw target is used, not
     /// HttpRequest.Path, because Kestrel resolves "." and ".." segments there and "a/../b" must stay its own key.
     /// </summary>
-    public static bool TryParseTarget(string rawTarget, out byte[] key, out string error)
+    public static bool TryParseTarget(string rawTarget, out byte[] key, out string error, int maxBytes = MaxKeyBytes)
     {
         var path = rawTarget;
         var q = path.IndexOf('?', StringComparison.Ordinal);
@@ -36,8 +39,13 @@ public static class KeyCodec
         {
             path = path[1..];
         }
-        if (!TryDecode(path, out key, out error))
+        if (!TryDecode(path, out key, out error, maxBytes))
         {
+            return false;
+        }
+        if (key.AsSpan().SequenceEqual("ui"u8) || key.AsSpan().StartsWith("ui/"u8))
+        {
+            error = "keys 'ui' and 'ui/...' are reserved for the web console";
             return false;
         }
         foreach (var reserved in ReservedKeys)
@@ -52,7 +60,7 @@ public static class KeyCodec
     }
 
     /// <summary>Percent-decodes a key; rejects empty, malformed and over-long keys.</summary>
-    public static bool TryDecode(string encoded, out byte[] key, out string error)
+    public static bool TryDecode(string encoded, out byte[] key, out string error, int maxBytes = MaxKeyBytes)
     {
         key = [];
         if (encoded.Length == 0)
@@ -92,9 +100,9 @@ public static class KeyCodec
                     i++;
                 }
             }
-            if (buf.Count > MaxKeyBytes)
+            if (buf.Count > maxBytes)
             {
-                error = $"key is longer than {MaxKeyBytes} bytes";
+                error = $"key is longer than {maxBytes} bytes";
                 return false;
             }
         }

@@ -36,6 +36,6 @@ public static class RawQuery
             error = $"missing query parameter '{name}'";
             return false;
         }
-        return KeyCodec.TryDecode(v, out key, out error);
+        return KeyCodec.TryDecode(v, out key, out error, KeyCodec.MaxInternalKeyBytes);
     }
 }

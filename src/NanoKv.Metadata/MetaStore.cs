@@ -43,7 +43,7 @@ public sealed record NodeRecord(string NodeId, string Url);
 /// finds them without a full scan); "n/"+node id → node record; "s/version" → version high-water mark.
 /// Values are one format byte (1) followed by UTF-8 JSON, so the encoding can evolve.
 /// </summary>
-public sealed class MetaStore : IDisposable
+public sealed partial class MetaStore : IDisposable
 {
     private const byte FormatV1 = 1;
     private static readonly byte[] MetaPrefix = "m/"u8.ToArray();
@@ -176,6 +176,31 @@ public sealed class MetaStore : IDisposable
             yield return (key, Decode<ObjectMeta>(value));
         }
     }
+
+    /// <summary>Object metas whose key starts with prefix, in key order, after the given key (the public listing).</summary>
+    public IEnumerable<(byte[] Key, ObjectMeta Meta)> Scan(byte[] prefix, byte[]? after)
+    {
+        var from = after is not null && after.AsSpan().SequenceCompareTo(prefix) > 0 ? after : null;
+        // Seek to the prefix itself when there is no later cursor, so a key equal to the prefix is listed.
+        using var it = _db.NewIterator();
+        it.Seek(Concat(MetaPrefix, from ?? prefix));
+        for (; it.Valid(); it.Next())
+        {
+            var k = it.Key();
+            if (!k.AsSpan().StartsWith(MetaPrefix) || !k.AsSpan(MetaPrefix.Length).StartsWith(prefix))
+            {
+                yield break;
+            }
+            var userKey = k[MetaPrefix.Length..];
+            if (from is null || !userKey.AsSpan().SequenceEqual(from))
+            {
+                yield return (userKey, Decode<ObjectMeta>(it.Value()));
+            }
+        }
+    }
+
+    /// <summary>A RocksDB property ("rocksdb.total-sst-files-size", ...) for metrics; null when unknown.</summary>
+    public string? Property(string name) => _db.GetProperty(name);
 
     public void PutNode(NodeRecord node) => _db.Put(Concat(NodePrefix, Encoding.UTF8.GetBytes(node.NodeId)), Encode(node), writeOptions: _sync);
 

@@ -254,7 +254,7 @@ public sealed class OpsContext : IDisposable
     }
 
     public static byte[] KeyBytes(string encoded) =>
-        KeyCodec.TryDecode(encoded, out var key, out var error) ? key : throw new InvalidDataException($"bad key {encoded}: {error}");
+        KeyCodec.TryDecode(encoded, out var key, out var error, KeyCodec.MaxInternalKeyBytes) ? key : throw new InvalidDataException($"bad key {encoded}: {error}");
 
     public void Dispose()
     {

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using NanoKv.Core;
+using NanoKv.Core.Metrics;
 
 namespace NanoKv.Volume;
 
@@ -67,6 +68,8 @@ public sealed class VolumeServer : IAsyncDisposable
 
     public Faults Faults { get; } = new();
 
+    public VolumeMetrics Metrics { get; } = new();
+
     /// <summary>URLs of cluster volumes, from --peers and the coordinator's heartbeat answers.</summary>
     private readonly ConcurrentDictionary<string, byte> _peers = new();
 
@@ -84,8 +87,10 @@ public sealed class VolumeServer : IAsyncDisposable
         {
             server._peers[peer.TrimEnd('/')] = 0;
         }
+        app.UseRequestMetrics(server.Metrics);
         app.UseJsonErrors();
         app.UseClusterSecret(options.Secret);
+        server.Metrics.ObserveDisk(store.BlobsDir, store.CapacityBytes, store.FreeBytes);
         server.MapRoutes();
         return server;
     }
@@ -191,6 +196,8 @@ public sealed class VolumeServer : IAsyncDisposable
             ServerHost.IsExactRoute(ctx, "/healthz")
                 ? Results.Json(new VolumeHealth("ok", NodeId, Store.CapacityBytes(), Store.FreeBytes()))
                 : await ServeBlob(ctx));
+
+        app.MapMetrics(Metrics, Options.Secret);
 
         app.MapPost("/internal/prepare", Handler("prepare", ctx =>
         {
@@ -352,7 +359,7 @@ public sealed class VolumeServer : IAsyncDisposable
         {
             return ApiError.Result(f.Status, ApiError.Codes.Injected, "injected fault on get");
         }
-        if (!KeyCodec.TryParseTarget(ServerHost.RawTarget(ctx), out var key, out var error))
+        if (!KeyCodec.TryParseTarget(ServerHost.RawTarget(ctx), out var key, out var error, KeyCodec.MaxInternalKeyBytes))
         {
             return ApiError.BadRequest(ApiError.Codes.InvalidKey, error);
         }
@@ -393,9 +400,11 @@ public sealed class VolumeServer : IAsyncDisposable
             if (copy.Status == CopyStatus.InputError)
             {
                 _app.Logger.LogError("corrupt blob {Key} on {NodeId}: {Error}; transfer aborted, blob quarantined", KeyCodec.Display(key), NodeId, copy.Error?.Message);
+                Metrics.VerifiedReadFailures.Inc();
                 await fs.DisposeAsync();
                 // Out of blobs/ so no one reads it again; verify then sees a missing replica and repair re-copies it.
                 Store.Quarantine(key);
+                Metrics.Quarantines.Inc();
                 // Report before failing the transfer, so a client that retries through the coordinator is
                 // already sent to another replica.
                 await ReportCorruptAsync(key);

@@ -42,6 +42,21 @@ public enum StoreErrorKind
     ReplicaFailed,
     ChecksumMismatch,
     Unavailable,
+    NoSuchBucket,
+
+    /// <summary>CreateBucket of a name the caller already owns.</summary>
+    BucketOwnedByYou,
+
+    /// <summary>CreateBucket of a name another user owns.</summary>
+    BucketExists,
+    BucketNotEmpty,
+    InvalidBucketName,
+    AccessDenied,
+    NoSuchUpload,
+    InvalidPart,
+    InvalidPartOrder,
+    EntityTooSmall,
+    InvalidRange,
 }
 
 /// <summary>A failed store operation: what went wrong, in a sentence, and the exception behind it when there is one.</summary>
@@ -73,6 +88,15 @@ public enum WriteCondition
 {
     /// <summary>Native API: write-once; an existing committed key is a conflict.</summary>
     CreateOnly,
+
+    /// <summary>S3 PutObject: replaces whatever is there, atomically.</summary>
+    Overwrite,
+
+    /// <summary>S3 If-None-Match: * — only if the key does not exist (412 otherwise, race-free).</summary>
+    IfNoneMatch,
+
+    /// <summary>S3 If-Match: etag — compare-and-swap against the current object's ETag.</summary>
+    IfMatch,
 }
 
 /// <summary>One PUT: the body is read once, hashed, and streamed to every replica.</summary>

@@ -15,6 +15,10 @@ public sealed class NativeObjectApi(ObjectStore store)
         {
             return ApiError.BadRequest(ApiError.Codes.InvalidKey, error);
         }
+        if (BlobKeys.IsInternal(key))
+        {
+            return ApiError.BadRequest(ApiError.Codes.InvalidKey, "keys starting with byte 0x01 are reserved for the blobs behind S3 objects");
+        }
         var method = ctx.Request.Method;
         using var activity = ServerHost.Activity.StartActivity(method + " object");
         activity?.SetTag("nanokv.key", KeyCodec.Display(key));

@@ -1,0 +1,193 @@
+using System.Security.Cryptography;
+using NanoKv.Core;
+using NanoKv.Metadata;
+
+namespace NanoKv.Coordinator.Core;
+
+/// <summary>One part of an S3 multipart upload.</summary>
+public sealed record PartPut(string Bucket, string UploadId, int PartNumber, Stream Body, long? Length)
+{
+    /// <summary>The part's MD5 (hex), asked for once the body has been read.</summary>
+    public required Func<string> Md5 { get; init; }
+
+    public Func<CopyResult, StoreError?>? BeforeCommit { get; init; }
+}
+
+/// <summary>
+/// S3 multipart uploads. Each part is a replicated blob written with the same 2PC as any object; completing
+/// the upload writes the object record (pointing at the parts' blobs in order) and drops the upload's records
+/// in one atomic metadata write, so the object is either wholly visible or not at all.
+/// </summary>
+public sealed partial class ObjectStore
+{
+    /// <summary>S3's minimum size of every part but the last.</summary>
+    public const long MinPartSize = 5L * 1024 * 1024;
+
+    public MultipartRecord? GetUpload(string bucket, string uploadId) =>
+        store.GetRecord<MultipartRecord>(RecordTable.Uploads, BlobKeys.UploadRecordKey(bucket, uploadId));
+
+    public StoreResult<MultipartRecord> CreateMultipartUpload(string bucket, byte[] key, string owner, ObjectAttributes attributes)
+    {
+        if (GetBucket(bucket) is null)
+        {
+            return new StoreError(StoreErrorKind.NoSuchBucket, $"bucket {bucket} does not exist");
+        }
+        var upload = new MultipartRecord(bucket, key, Guid.NewGuid().ToString("N"), owner, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), attributes);
+        store.PutRecord(RecordTable.Uploads, BlobKeys.UploadRecordKey(bucket, upload.UploadId), upload);
+        return upload;
+    }
+
+    /// <summary>Uploads (or re-uploads) one part; a replaced part's blob is deleted.</summary>
+    public async Task<StoreResult<PartRecord>> UploadPartAsync(PartPut put, CancellationToken ct)
+    {
+        if (put.PartNumber is < 1 or > 10000)
+        {
+            return new StoreError(StoreErrorKind.InvalidPart, "part numbers are 1 to 10000");
+        }
+        if (GetUpload(put.Bucket, put.UploadId) is null)
+        {
+            return new StoreError(StoreErrorKind.NoSuchUpload, $"upload {put.UploadId} does not exist (completed or aborted?)");
+        }
+        var blobKey = BlobKeys.ForPart(put.UploadId, put.PartNumber, clock.Next());
+        var blob = await PutAsync(new PutRequest(blobKey, put.Body, put.Length) { BeforeCommit = put.BeforeCommit }, ct);
+        if (!blob.Ok)
+        {
+            return blob.Error!;
+        }
+        var part = new PartRecord(put.PartNumber, blobKey, blob.Value!.Size, put.Md5(), blob.Value.Etag, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+        var partKey = BlobKeys.PartRecordKey(put.UploadId, put.PartNumber);
+        PartRecord? replaced;
+        var gone = false;
+        using (await store.LockAsync(BlobKeys.UploadRecordKey(put.Bucket, put.UploadId)))
+        {
+            // Completed or aborted while this part was uploading: the part is garbage.
+            gone = GetUpload(put.Bucket, put.UploadId) is null;
+            replaced = gone ? null : store.GetRecord<PartRecord>(RecordTable.Parts, partKey);
+            if (!gone)
+            {
+                store.PutRecord(RecordTable.Parts, partKey, part);
+            }
+        }
+        if (gone)
+        {
+            await DeleteAsync(blobKey, CancellationToken.None);
+            return new StoreError(StoreErrorKind.NoSuchUpload, $"upload {put.UploadId} was completed or aborted during the part upload");
+        }
+        if (replaced is not null)
+        {
+            Retire([new BlobRef(replaced.BlobKey, replaced.Size, replaced.Blake3)]);
+        }
+        return part;
+    }
+
+    /// <summary>Parts of an upload in part-number order, after the given part number.</summary>
+    public List<PartRecord> ListParts(string uploadId, int afterPart = 0, int limit = 10000) =>
+        store.ScanRecords<PartRecord>(RecordTable.Parts, System.Text.Encoding.UTF8.GetBytes(uploadId + "/"))
+            .Select(p => p.Value).Where(p => p.PartNumber > afterPart).Take(limit).ToList();
+
+    /// <summary>Uploads in progress in a bucket, by key then initiation.</summary>
+    public List<MultipartRecord> ListUploads(string bucket) =>
+        store.ScanRecords<MultipartRecord>(RecordTable.Uploads, System.Text.Encoding.UTF8.GetBytes(bucket + "/"))
+            .Select(u => u.Value)
+            .OrderBy(u => u.Key, ByteOrder.Instance).ThenBy(u => u.InitiatedMs).ToList();
+
+    /// <summary>Validates the client's part list and makes the object visible in one atomic metadata write.</summary>
+    public async Task<StoreResult<S3ObjectRecord>> CompleteMultipartUploadAsync(string bucket, string uploadId, IReadOnlyList<(int Part, string Etag)> requested)
+    {
+        var upload = GetUpload(bucket, uploadId);
+        if (upload is null)
+        {
+            return new StoreError(StoreErrorKind.NoSuchUpload, $"upload {uploadId} does not exist (completed or aborted?)");
+        }
+        if (requested.Count == 0)
+        {
+            return new StoreError(StoreErrorKind.InvalidPart, "the part list is empty");
+        }
+        for (var i = 1; i < requested.Count; i++)
+        {
+            if (requested[i].Part <= requested[i - 1].Part)
+            {
+                return new StoreError(StoreErrorKind.InvalidPartOrder, "parts must be listed in ascending part-number order");
+            }
+        }
+        var uploaded = ListParts(uploadId).ToDictionary(p => p.PartNumber);
+        var chosen = new List<PartRecord>();
+        foreach (var (number, etag) in requested)
+        {
+            if (!uploaded.TryGetValue(number, out var part) || !string.Equals(part.Md5Etag, etag.Trim('"'), StringComparison.OrdinalIgnoreCase))
+            {
+                return new StoreError(StoreErrorKind.InvalidPart, $"part {number} was not uploaded or its ETag is not {etag}");
+            }
+            chosen.Add(part);
+        }
+        for (var i = 0; i < chosen.Count - 1; i++)
+        {
+            if (chosen[i].Size < MinPartSize)
+            {
+                return new StoreError(StoreErrorKind.EntityTooSmall, $"part {chosen[i].PartNumber} is {chosen[i].Size} bytes; every part but the last must be at least {MinPartSize}");
+            }
+        }
+        var md5s = chosen.SelectMany(p => Convert.FromHexString(p.Md5Etag)).ToArray();
+        var record = new S3ObjectRecord
+        {
+            Blobs = chosen.Select(p => new BlobRef(p.BlobKey, p.Size, p.Blake3)).ToList(),
+            Size = chosen.Sum(p => p.Size),
+            Etag = $"{Convert.ToHexStringLower(MD5.HashData(md5s))}-{chosen.Count}",
+            Attributes = upload.Attributes,
+            LastModifiedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
+        };
+        var recordKey = BlobKeys.ObjectRecordKey(bucket, upload.Key);
+        StoreResult<S3ObjectRecord> switched;
+        S3ObjectRecord? previous;
+        using (await store.LockAsync(BlobKeys.UploadRecordKey(bucket, uploadId)))
+        {
+            if (GetUpload(bucket, uploadId) is null)
+            {
+                return new StoreError(StoreErrorKind.NoSuchUpload, $"upload {uploadId} was completed or aborted meanwhile");
+            }
+            (switched, previous) = await SwitchAsync(recordKey, record, _ => null, b =>
+            {
+                b.Delete(RecordTable.Uploads, BlobKeys.UploadRecordKey(bucket, uploadId));
+                foreach (var p in uploaded.Values)
+                {
+                    b.Delete(RecordTable.Parts, BlobKeys.PartRecordKey(uploadId, p.PartNumber));
+                }
+            });
+        }
+        var unused = uploaded.Values.Where(p => !chosen.Contains(p)).Select(p => new BlobRef(p.BlobKey, p.Size, p.Blake3));
+        Retire(previous is null ? unused : unused.Concat(previous.Blobs));
+        return switched;
+    }
+
+    /// <summary>Drops an upload and deletes its parts' blobs.</summary>
+    public async Task<StoreError?> AbortMultipartUploadAsync(string bucket, string uploadId)
+    {
+        List<PartRecord> parts;
+        using (await store.LockAsync(BlobKeys.UploadRecordKey(bucket, uploadId)))
+        {
+            if (GetUpload(bucket, uploadId) is null)
+            {
+                return new StoreError(StoreErrorKind.NoSuchUpload, $"upload {uploadId} does not exist");
+            }
+            parts = ListParts(uploadId);
+            store.WriteRecords(b =>
+            {
+                b.Delete(RecordTable.Uploads, BlobKeys.UploadRecordKey(bucket, uploadId));
+                foreach (var p in parts)
+                {
+                    b.Delete(RecordTable.Parts, BlobKeys.PartRecordKey(uploadId, p.PartNumber));
+                }
+            });
+        }
+        Retire(parts.Select(p => new BlobRef(p.BlobKey, p.Size, p.Blake3)));
+        return null;
+    }
+
+    /// <summary>Unsigned lexicographic byte order (S3's key order).</summary>
+    private sealed class ByteOrder : IComparer<byte[]>
+    {
+        public static readonly ByteOrder Instance = new();
+
+        public int Compare(byte[]? x, byte[]? y) => x.AsSpan().SequenceCompareTo(y);
+    }
+}
