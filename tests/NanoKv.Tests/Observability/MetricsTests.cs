@@ -51,7 +51,7 @@ public sealed class MetricsTests
         // A failed upload: the PUT is aborted and the replica failure counted.
         for (var v = 0; v < 3; v++)
         {
-            await cluster.ArmAsync(v, "upload", "error", count: 1, status: 500);
+            await cluster.ArmAsync(v, "upload", "fail", count: 1, status: 500);
         }
         using (var failed = await cluster.Client.PutAsync($"{cluster.Url}/doomed", new ByteArrayContent(body)))
         {
