@@ -8,6 +8,12 @@ public static class CrashPoint
 
     /// <summary>Coordinator PUT: every replica answered its commit, the committed metadata not yet written.</summary>
     public const string CoordinatorAfterCommitFanOut = "coord-after-commit-fanout";
+
+    /// <summary>S3 CompleteMultipartUpload: the part list validated, the object record not yet written.</summary>
+    public const string CoordinatorBeforeCompleteSwitch = "coord-before-complete-switch";
+
+    /// <summary>S3 CompleteMultipartUpload: the object record written, unused parts and the replaced object not yet deleted.</summary>
+    public const string CoordinatorAfterCompleteSwitch = "coord-after-complete-switch";
 }
 
 /// <summary>

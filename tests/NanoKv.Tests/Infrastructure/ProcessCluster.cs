@@ -33,6 +33,7 @@ public sealed class ProcessCluster : IAsyncDisposable
     private readonly int _replicas;
     private readonly int[] _volumePorts;
     private readonly int _coordPort;
+    private readonly int _s3Port = TestCluster.FreePort();
 
     private ProcessCluster(int volumes, int replicas)
     {
@@ -57,6 +58,13 @@ public sealed class ProcessCluster : IAsyncDisposable
     public int Replicas => _replicas;
 
     public string Url => $"http://127.0.0.1:{_coordPort}";
+
+    /// <summary>The coordinator's S3 listener, with <see cref="S3AccessKey"/>/<see cref="S3SecretKey"/> as its one user.</summary>
+    public string S3Url => $"http://127.0.0.1:{_s3Port}";
+
+    public const string S3AccessKey = "testkey";
+
+    public const string S3SecretKey = "testsecret0123456789";
 
     /// <summary>Public client, follows redirects.</summary>
     public HttpClient Client { get; }
@@ -115,6 +123,7 @@ public sealed class ProcessCluster : IAsyncDisposable
             "--volumes", string.Join(',', _volumePorts.Select((_, i) => VolumeUrl(i))), "--secret", Secret,
             "--probe-interval-ms", $"{ProbeInterval.TotalMilliseconds}", "--suspect-after-ms", $"{SuspectAfter.TotalMilliseconds}",
             "--down-after-ms", $"{DownAfter.TotalMilliseconds}", "--retry-time-box-ms", $"{RetryTimeBox.TotalMilliseconds}",
+            "--s3-port", $"{_s3Port}", "--s3-users", $"{S3AccessKey}:{S3SecretKey}",
         ], env, wrapper);
     }
 
