@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net;
-using System.Net.Http.Json;
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -43,6 +42,9 @@ public sealed record BenchOptions
 
     /// <summary>Launch volumes with --no-verify-reads (to measure what verified reads cost).</summary>
     public bool NoVerifyReads { get; init; }
+
+    /// <summary>Length of the cold PUT and GET phases run right after a launched cluster can take writes (zero: none).</summary>
+    public TimeSpan ColdDuration { get; init; } = TimeSpan.FromSeconds(5);
 }
 
 /// <summary>Latency and throughput of one phase.</summary>
@@ -57,11 +59,22 @@ public sealed record PhaseResult(
     [property: JsonPropertyName("p90_ms")] double P90Ms,
     [property: JsonPropertyName("p99_ms")] double P99Ms,
     [property: JsonPropertyName("max_ms")] double MaxMs,
-    [property: JsonPropertyName("first_error")] string? FirstError);
+    [property: JsonPropertyName("first_error")] string? FirstError)
+{
+    /// <summary>CPU time (user + system) the cluster's processes spent during the phase; null against --target.</summary>
+    [JsonPropertyName("cluster_cpu_seconds")]
+    public double? ClusterCpuSeconds { get; init; }
+
+    /// <summary>Cluster CPU-seconds per GiB of object bytes moved by successful requests.</summary>
+    [JsonPropertyName("cpu_seconds_per_gib")]
+    public double? CpuSecondsPerGib { get; init; }
+}
 
 /// <summary>The machine's own limits for the same bytes.</summary>
 public sealed record Ceilings(
     [property: JsonPropertyName("fsync_write_mb_per_sec")] double WriteMbPerSec,
+    [property: JsonPropertyName("fsync_write_one_writer_mb_per_sec")] double WriteOneWriterMbPerSec,
+    [property: JsonPropertyName("writers")] int Writers,
     [property: JsonPropertyName("read_mb_per_sec")] double ReadMbPerSec,
     [property: JsonPropertyName("note")] string Note);
 
@@ -101,7 +114,6 @@ public static class BenchRunner
                 log($"launching {o.Volumes} volumes + coordinator (replicas {o.Replicas}) on 127.0.0.1:{o.CoordPort}.. in {dataDir}");
                 cluster = await LocalCluster.StartAsync(dataDir, o.Volumes, o.Replicas, o.CoordPort, o.VolumeStartPort, o.NoVerifyReads, ct);
                 url = cluster.CoordinatorUrl;
-                await WaitForNodesAsync(url, o.Replicas, ct);
             }
             else
             {
@@ -114,12 +126,14 @@ public static class BenchRunner
                 AllowAutoRedirect = true,
             })
             { Timeout = TimeSpan.FromMinutes(30) };
+            // Health can say "ok" before the coordinator has probed its volumes: only an accepted write proves
+            // the cluster can take the load, so no phase starts before one.
+            var ready = await WaitForWritesAsync(http, url, ct);
+            log($"cluster takes writes ({ready.TotalSeconds:0.0}s after launch)");
             var run = Guid.NewGuid().ToString("N")[..8];
             var phases = new List<PhaseResult>();
             var written = new List<string>();
-
-            log($"PUT  {Human(o.Size)} objects, concurrency {o.Concurrency}, ≤{o.Count} objects / ≤{o.Duration.TotalSeconds:0}s");
-            phases.Add(await PhaseAsync("put", o, ct, async (i, c) =>
+            Func<int, CancellationToken, Task<string?>> put = async (i, c) =>
             {
                 var key = $"bench%2F{run}%2F{i}";
                 using var content = new PatternContent(o.Size);
@@ -133,30 +147,53 @@ public static class BenchRunner
                     written.Add(key);
                 }
                 return null;
-            }));
-            if (written.Count == 0)
+            };
+            var next = 0;
+            if (cluster is not null && o.ColdDuration > TimeSpan.Zero)
             {
-                throw new InvalidOperationException($"no PUT succeeded: {phases[0].FirstError}");
+                // Cold: the first seconds of a fresh cluster (JIT, connection pools, caches all new), as a user sees them.
+                log($"COLD PUT+GET, {o.ColdDuration.TotalSeconds:0}s each, right after start");
+                var coldPut = await PhaseAsync("cold-put", o with { Duration = o.ColdDuration }, cluster, ct, (i, c) => put(i, c));
+                phases.Add(coldPut);
+                next = (int)coldPut.Requests;
+                var coldKeys = written.ToArray();
+                if (coldKeys.Length > 0)
+                {
+                    phases.Add(await PhaseAsync("cold-get", o with { Duration = o.ColdDuration, Count = int.MaxValue }, cluster, ct,
+                        (i, c) => GetAsync(http, $"{url}/{coldKeys[i % coldKeys.Length]}", o.Size, c)));
+                }
             }
+
+            log($"PUT  {Human(o.Size)} objects, concurrency {o.Concurrency}, ≤{o.Count} objects / ≤{o.Duration.TotalSeconds:0}s");
+            var warmFrom = written.Count;
+            var putBase = next;
+            phases.Add(await PhaseAsync("put", o, cluster, ct, (i, c) => put(putBase + i, c)));
+            var warm = written.Skip(warmFrom).ToList();
+            if (warm.Count == 0)
+            {
+                throw new InvalidOperationException($"no PUT succeeded: {phases[^1].FirstError}");
+            }
+            var putPhase = phases[^1];
             var cold = o.DropCaches && DropCaches();
-            log($"GET  {written.Count} objects" + (cold ? " (page cache dropped first)" : ""));
-            phases.Add(await PhaseAsync("get", o with { Count = written.Count }, ct, (i, c) => GetAsync(http, $"{url}/{written[i % written.Count]}", o.Size, c)));
+            log($"GET  {warm.Count} objects" + (cold ? " (page cache dropped first)" : ""));
+            phases.Add(await PhaseAsync("get", o with { Count = warm.Count }, cluster, ct, (i, c) => GetAsync(http, $"{url}/{warm[i % warm.Count]}", o.Size, c)));
+            var getPhase = phases[^1];
             log("MIXED 50% PUT / 50% GET");
-            var mixedBase = written.Count;
-            phases.Add(await PhaseAsync("mixed", o, ct, (i, c) => i % 2 == 0
+            var mixedBase = putBase + warm.Count + 1;
+            phases.Add(await PhaseAsync("mixed", o, cluster, ct, (i, c) => i % 2 == 0
                 ? PutAsync(http, $"{url}/bench%2F{run}%2Fm{mixedBase + i}", o.Size, c)
-                : GetAsync(http, $"{url}/{written[i % written.Count]}", o.Size, c)));
+                : GetAsync(http, $"{url}/{warm[i % warm.Count]}", o.Size, c)));
 
             var rss = cluster?.PeakRss() ?? [];
             Ceilings? ceilings = null;
             double? putPct = null, getPct = null;
             if (!o.SkipCeilings)
             {
-                var bytes = Math.Min(written.Count * o.Size, 4L * 1024 * 1024 * 1024);
-                log($"ceilings: fsync'd writes of {Human(bytes)} × {o.Replicas} replicas, then reads, in {dataDir}");
-                ceilings = await MeasureCeilingsAsync(dataDir, o, bytes, ct);
-                putPct = 100 * phases[0].MbPerSec / ceilings.WriteMbPerSec;
-                getPct = 100 * phases[1].MbPerSec / ceilings.ReadMbPerSec;
+                var bytes = Math.Min(warm.Count * o.Size, 2L * 1024 * 1024 * 1024);
+                log($"ceilings: fsync'd writes of {Human(bytes)} × {o.Replicas} replicas (1 writer, then several), then reads, in {dataDir}");
+                ceilings = MeasureCeilings(dataDir, o, bytes);
+                putPct = 100 * putPhase.MbPerSec / ceilings.WriteMbPerSec;
+                getPct = 100 * getPhase.MbPerSec / ceilings.ReadMbPerSec;
             }
             var result = new BenchResult(
                 new BenchOptionsDto(o.Volumes, o.Replicas, o.Concurrency, o.Duration.TotalSeconds, o.Count, o.Size, o.Target),
@@ -237,8 +274,9 @@ public static class BenchRunner
     }
 
     /// <summary>Runs op(i) from `concurrency` workers until Count ops or Duration, whichever comes first.</summary>
-    private static async Task<PhaseResult> PhaseAsync(string name, BenchOptions o, CancellationToken ct, Func<int, CancellationToken, Task<string?>> op)
+    private static async Task<PhaseResult> PhaseAsync(string name, BenchOptions o, LocalCluster? cluster, CancellationToken ct, Func<int, CancellationToken, Task<string?>> op)
     {
+        var cpuBefore = cluster?.CpuSeconds();
         var latencies = new List<double>[o.Concurrency];
         var next = -1;
         long failures = 0;
@@ -278,9 +316,15 @@ public static class BenchRunner
         var secs = sw.Elapsed.TotalSeconds;
         var all = latencies.SelectMany(l => l).Order().ToArray();
         var ok = all.Length - failures;
+        double? cpu = cluster?.CpuSeconds() - cpuBefore;
+        var gib = ok * (double)o.Size / (1L << 30);
         return new PhaseResult(name, all.Length, failures, Math.Round(secs, 3),
             Math.Round(ok / secs, 2), Math.Round(ok * o.Size / secs / (1 << 20), 1),
-            Pct(all, 50), Pct(all, 90), Pct(all, 99), all.Length == 0 ? 0 : Math.Round(all[^1], 1), firstError);
+            Pct(all, 50), Pct(all, 90), Pct(all, 99), all.Length == 0 ? 0 : Math.Round(all[^1], 1), firstError)
+        {
+            ClusterCpuSeconds = cpu is double c ? Math.Round(c, 2) : null,
+            CpuSecondsPerGib = cpu is double c2 && gib > 0 ? Math.Round(c2 / gib, 2) : null,
+        };
     }
 
     private static double Pct(double[] sorted, double p) =>
@@ -288,53 +332,72 @@ public static class BenchRunner
 
     /// <summary>
     /// The same bytes through the bare filesystem: object bytes × replicas written as files with fsync (the
-    /// PUT ceiling, expressed per object byte like the PUT figure), then read back (the GET ceiling).
+    /// PUT ceiling, expressed per object byte like the PUT figure), then read back (the GET ceiling). Writers
+    /// are dedicated threads like fio jobs (one sequential writer understates a disk that serves several
+    /// fsyncs at once); the ceiling is the best of one writer and several.
     /// </summary>
-    private static async Task<Ceilings> MeasureCeilingsAsync(string dir, BenchOptions o, long objectBytes, CancellationToken ct)
+    private static Ceilings MeasureCeilings(string dir, BenchOptions o, long objectBytes)
     {
         var ceilingDir = Path.Combine(dir, "ceiling");
         Directory.CreateDirectory(ceilingDir);
         var files = (int)Math.Max(1, objectBytes / o.Size) * o.Replicas;
-        var next = -1;
-        var sw = Stopwatch.StartNew();
-        await Task.WhenAll(Enumerable.Range(0, o.Concurrency).Select(_ => Task.Run(async () =>
-        {
-            int i;
-            while ((i = Interlocked.Increment(ref next)) < files)
-            {
-                var path = Path.Combine(ceilingDir, $"f{i}");
-                using var h = File.OpenHandle(path, FileMode.Create, FileAccess.Write, FileShare.None, FileOptions.Asynchronous);
-                for (long off = 0; off < o.Size; off += BlockSize)
-                {
-                    await RandomAccess.WriteAsync(h, Block.AsMemory(0, (int)Math.Min(BlockSize, o.Size - off)), off, ct);
-                }
-                RandomAccess.FlushToDisk(h);
-            }
-        }, ct)));
-        var writeSecs = sw.Elapsed.TotalSeconds;
-        Durable.FsyncDirectory(ceilingDir);
+        var writers = Math.Clamp(o.Concurrency * o.Replicas, 4, 16);
+        var one = WriteFiles(ceilingDir, "a", files, o.Size, 1);
+        var many = WriteFiles(ceilingDir, "b", files, o.Size, writers);
         var cold = o.DropCaches && DropCaches();
-        next = -1;
-        sw.Restart();
         var readFiles = files / o.Replicas;
-        await Task.WhenAll(Enumerable.Range(0, o.Concurrency).Select(_ => Task.Run(async () =>
+        var readSecs = Parallel(Math.Min(writers, readFiles), i =>
         {
             var buffer = new byte[StreamCopier.BufferSize];
-            int i;
-            while ((i = Interlocked.Increment(ref next)) < readFiles)
+            using var h = File.OpenHandle(Path.Combine(ceilingDir, $"b{i}"), FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
+            long off = 0;
+            int n;
+            while ((n = RandomAccess.Read(h, buffer, off)) > 0)
             {
-                await using var fs = new FileStream(Path.Combine(ceilingDir, $"f{i}"), FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.Asynchronous | FileOptions.SequentialScan);
-                while (await fs.ReadAsync(buffer, ct) > 0)
-                {
-                }
+                off += n;
             }
-        }, ct)));
-        var readSecs = sw.Elapsed.TotalSeconds;
+        }, readFiles);
         Directory.Delete(ceilingDir, recursive: true);
         var objectMb = files / o.Replicas * (double)o.Size / (1 << 20);
-        return new Ceilings(Math.Round(objectMb / writeSecs, 1), Math.Round(readFiles * (double)o.Size / (1 << 20) / readSecs, 1),
-            $"write: {files} files of {Human(o.Size)} (objects × {o.Replicas} replicas) fsync'd each, {o.Concurrency} writers, MB/s per object byte; " +
-            $"read: one copy of each object back, {o.Concurrency} readers, {(cold ? "page cache dropped first (as before the GET phase)" : "page cache not droppable here: memory speed")}");
+        var oneMb = Math.Round(objectMb / one, 1);
+        var manyMb = Math.Round(objectMb / many, 1);
+        return new Ceilings(Math.Max(oneMb, manyMb), oneMb, writers, Math.Round(readFiles * (double)o.Size / (1 << 20) / readSecs, 1),
+            $"write: {files} files of {Human(o.Size)} (objects × {o.Replicas} replicas) fsync'd each, by 1 writer ({oneMb} MB/s) and by {writers} parallel writers ({manyMb} MB/s), MB/s per object byte; " +
+            $"read: one copy of each object back, {Math.Min(writers, readFiles)} readers, {(cold ? "page cache dropped first (as before the GET phase)" : "page cache not droppable here: memory speed")}");
+    }
+
+    /// <summary>Writes `files` files of `size` bytes with `jobs` threads, each file fsync'd, then the folder; returns seconds.</summary>
+    private static double WriteFiles(string dir, string prefix, int files, long size, int jobs)
+    {
+        var secs = Parallel(jobs, i =>
+        {
+            using var h = File.OpenHandle(Path.Combine(dir, $"{prefix}{i}"), FileMode.Create, FileAccess.Write, FileShare.None);
+            for (long off = 0; off < size; off += BlockSize)
+            {
+                RandomAccess.Write(h, Block.AsSpan(0, (int)Math.Min(BlockSize, size - off)), off);
+            }
+            RandomAccess.FlushToDisk(h);
+        }, files);
+        Durable.FsyncDirectory(dir);
+        return secs;
+    }
+
+    /// <summary>Runs work(0..items-1) on `jobs` dedicated threads (blocking I/O must not wait on the thread pool); returns seconds.</summary>
+    private static double Parallel(int jobs, Action<int> work, int items)
+    {
+        var next = -1;
+        var sw = Stopwatch.StartNew();
+        var threads = Enumerable.Range(0, jobs).Select(_ => new Thread(() =>
+        {
+            int i;
+            while ((i = Interlocked.Increment(ref next)) < items)
+            {
+                work(i);
+            }
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+        return sw.Elapsed.TotalSeconds;
     }
 
     /// <summary>Drops the page cache (root only) so GET and its ceiling both read from the disk; false if not allowed.</summary>
@@ -355,19 +418,33 @@ public static class BenchRunner
         }
     }
 
-    private static async Task WaitForNodesAsync(string url, int want, CancellationToken ct)
+    /// <summary>Waits until a real PUT is accepted (then deletes it); returns how long that took.</summary>
+    private static async Task<TimeSpan> WaitForWritesAsync(HttpClient http, string url, CancellationToken ct)
     {
-        using var http = new HttpClient();
-        for (var i = 0; i < 100; i++)
+        var sw = Stopwatch.StartNew();
+        var key = $"bench-ready-{Guid.NewGuid():N}";
+        string last = "no answer";
+        while (sw.Elapsed < TimeSpan.FromSeconds(60))
         {
-            var h = await http.GetFromJsonAsync<JsonElement>($"{url}/healthz", ct);
-            if (h.GetProperty("alive_nodes").GetInt32() >= want)
+            try
             {
-                return;
+                using var attempt = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                attempt.CancelAfter(TimeSpan.FromSeconds(10));
+                using var r = await http.PutAsync($"{url}/{key}", new ByteArrayContent("ready"u8.ToArray()), attempt.Token);
+                if (r.StatusCode == HttpStatusCode.Created)
+                {
+                    using var d = await http.DeleteAsync($"{url}/{key}", ct);
+                    return sw.Elapsed;
+                }
+                last = $"PUT {(int)r.StatusCode} {await r.Content.ReadAsStringAsync(ct)}";
+            }
+            catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException && !ct.IsCancellationRequested)
+            {
+                last = ex.Message;
             }
             await Task.Delay(100, ct);
         }
-        throw new TimeoutException("volumes did not become alive");
+        throw new TimeoutException($"the cluster at {url} accepted no write within 60 s (last answer: {last})");
     }
 
     /// <summary>A request body of `size` bytes cut from the random block: streamed, Content-Length known.</summary>

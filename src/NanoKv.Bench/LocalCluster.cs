@@ -60,6 +60,33 @@ public sealed class LocalCluster : IAsyncDisposable
         return result;
     }
 
+    /// <summary>
+    /// CPU time (user + system, all threads) the cluster's processes have used so far, from /proc/PID/stat;
+    /// null where /proc is missing.
+    /// </summary>
+    public double? CpuSeconds()
+    {
+        double total = 0;
+        foreach (var (_, p) in _processes)
+        {
+            try
+            {
+                var stat = File.ReadAllText($"/proc/{p.Id}/stat");
+                // Fields after the command (which may contain spaces) start after the last ')'; utime and stime are fields 14 and 15.
+                var f = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                total += (long.Parse(f[11], CultureInfo.InvariantCulture) + long.Parse(f[12], CultureInfo.InvariantCulture)) / (double)ClockTicks;
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or FormatException)
+            {
+                return null;
+            }
+        }
+        return total;
+    }
+
+    /// <summary>USER_HZ of /proc times: 100 on every Linux ABI .NET runs on.</summary>
+    private const int ClockTicks = 100;
+
     private async Task StartAsync(string name, string dll, int port, CancellationToken ct, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };

@@ -17,10 +17,11 @@ var output = new Option<string?>("--out") { Description = "JSON result file (def
 var noCeilings = new Option<bool>("--no-ceilings") { Description = "Skip measuring the disk's write/read ceilings" };
 var warmCache = new Option<bool>("--keep-page-cache") { Description = "Do not drop the page cache before the GET phase and the read ceiling" };
 var noVerify = new Option<bool>("--no-verify-reads") { Description = "Launch volumes with --no-verify-reads (GETs not hashed on the way out)" };
+var cold = new Option<string>("--cold") { Description = "Length of the cold PUT and GET phases right after the launched cluster takes writes (0 = none)", DefaultValueFactory = _ => "5s" };
 
 var root = new RootCommand("nanokv benchmark: PUT, GET and mixed load against a local or running cluster, compared with the disk's own limits")
 {
-    volumes, replicas, coordPort, volumePort, concurrency, duration, count, size, target, data, output, noCeilings, warmCache, noVerify,
+    volumes, replicas, coordPort, volumePort, concurrency, duration, count, size, target, data, output, noCeilings, warmCache, noVerify, cold,
 };
 root.SetAction(async (p, ct) =>
 {
@@ -48,6 +49,7 @@ root.SetAction(async (p, ct) =>
             SkipCeilings = p.GetValue(noCeilings),
             DropCaches = !p.GetValue(warmCache),
             NoVerifyReads = p.GetValue(noVerify),
+            ColdDuration = TimeSpan.FromSeconds(NanoKv.Ops.OpsOptions.ParseDuration(p.GetValue(cold)!)),
         };
     }
     catch (FormatException ex)
@@ -60,7 +62,14 @@ root.SetAction(async (p, ct) =>
         var result = await BenchRunner.RunAsync(o, line => Console.Error.WriteLine(line), ct);
         Print(result, o);
         Console.WriteLine($"results: {o.OutFile}");
-        return result.Phases.Sum(ph => ph.Failures) == 0 ? 0 : 1;
+        var failed = result.Phases.Sum(ph => ph.Failures);
+        if (failed > 0)
+        {
+            // Loud: a throughput figure with failed requests behind it is not a result.
+            await Console.Error.WriteLineAsync($"FAILED: {failed} requests failed ({string.Join(", ", result.Phases.Where(ph => ph.Failures > 0).Select(ph => $"{ph.Phase}: {ph.Failures}, first: {ph.FirstError}"))})");
+            return 1;
+        }
+        return 0;
     }
     catch (Exception ex) when (ex is InvalidOperationException or TimeoutException or HttpRequestException)
     {
@@ -73,19 +82,22 @@ return await root.Parse(args).InvokeAsync();
 static void Print(BenchResult r, BenchOptions o)
 {
     var t = new Table().Title($"{BenchRunner.Human(o.Size)} objects, {o.Volumes} volumes, {o.Replicas} replicas, concurrency {o.Concurrency}");
-    foreach (var col in new[] { "phase", "requests", "failures", "obj/s", "MB/s", "p50 ms", "p90 ms", "p99 ms", "max ms" })
+    foreach (var col in new[] { "phase", "requests", "failures", "obj/s", "MB/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "cluster CPU s/GiB" })
     {
         t.AddColumn(new TableColumn(col).RightAligned());
     }
     foreach (var ph in r.Phases)
     {
-        t.AddRow(ph.Phase, F(ph.Requests), F(ph.Failures), F(ph.ObjectsPerSec), F(ph.MbPerSec), F(ph.P50Ms), F(ph.P90Ms), F(ph.P99Ms), F(ph.MaxMs));
+        t.AddRow(ph.Phase, F(ph.Requests), ph.Failures > 0 ? $"[red]{F(ph.Failures)}[/]" : "0", F(ph.ObjectsPerSec), F(ph.MbPerSec), F(ph.P50Ms), F(ph.P90Ms), F(ph.P99Ms), F(ph.MaxMs),
+            ph.CpuSecondsPerGib is double cpu ? F(cpu) : "-");
     }
     AnsiConsole.Write(t);
     if (r.Ceilings is { } c)
     {
-        AnsiConsole.MarkupLineInterpolated($"PUT {r.Phases[0].MbPerSec} MB/s = {r.PutPct:0}% of the fsync'd write ceiling ({c.WriteMbPerSec} MB/s of object bytes × {o.Replicas} replicas)");
-        AnsiConsole.MarkupLineInterpolated($"GET {r.Phases[1].MbPerSec} MB/s = {r.GetPct:0}% of the read ceiling ({c.ReadMbPerSec} MB/s)");
+        var put = r.Phases.First(ph => ph.Phase == "put");
+        var get = r.Phases.First(ph => ph.Phase == "get");
+        AnsiConsole.MarkupLineInterpolated($"PUT {put.MbPerSec} MB/s = {r.PutPct:0}% of the fsync'd write ceiling ({c.WriteMbPerSec} MB/s of object bytes × {o.Replicas} replicas; {c.Writers} parallel writers, 1 writer: {c.WriteOneWriterMbPerSec} MB/s)");
+        AnsiConsole.MarkupLineInterpolated($"GET {get.MbPerSec} MB/s = {r.GetPct:0}% of the read ceiling ({c.ReadMbPerSec} MB/s)");
     }
     foreach (var (name, rss) in r.PeakRss.OrderBy(kv => kv.Key, StringComparer.Ordinal))
     {

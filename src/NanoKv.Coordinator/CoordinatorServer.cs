@@ -5,7 +5,10 @@ using Microsoft.Extensions.Logging;
 using NanoKv.Coordinator.Api.Native;
 using NanoKv.Coordinator.Api.S3;
 using NanoKv.Coordinator.Core;
+using NanoKv.Coordinator.Observability;
+using NanoKv.Coordinator.WebConsole;
 using NanoKv.Core;
+using NanoKv.Core.Metrics;
 using NanoKv.Metadata;
 
 namespace NanoKv.Coordinator;
@@ -93,9 +96,10 @@ public sealed class CoordinatorServer : IAsyncDisposable
         var volumes = new VolumeClient(http, options.DataPath.RetryTimeBox, options.DataPath.AttemptTimeout);
         var objects = new ObjectStore(store, nodes, volumes, clock, options.DataPath, options.Secret, app.Logger);
         var server = new CoordinatorServer(options, app, store, nodes, objects, http);
+        app.UseRequestMetrics(objects.Metrics);
         app.UseJsonErrors();
         app.UseClusterSecret(options.Secret);
-        new AccessKeys(options.ReadWriteKeys, options.ReadOnlyKeys).Use(app);
+        new AccessKeys(options.ReadWriteKeys.Count + options.ReadOnlyKeys.Count > 0 && options.Secret is { Length: > 0 } s ? [.. options.ReadWriteKeys, s] : options.ReadWriteKeys, options.ReadOnlyKeys).Use(app); // the secret is a read-write key too (the console signs in with either)
         server.MapRoutes();
         server._s3 = options.S3 is null ? null : S3Server.Create(options.S3, objects, options.TlsCert, options.TlsKey, options.LogLevel);
         return server;
@@ -103,14 +107,15 @@ public sealed class CoordinatorServer : IAsyncDisposable
 
     public async Task StartAsync(CancellationToken ct = default)
     {
+        // One probe round before the listener takes traffic: the first requests see the configured volumes'
+        // real health instead of "none alive" (which failed PUTs right after start with insufficient_nodes).
+        await Nodes.ProbeAllAsync(ct);
         await _app.StartAsync(ct);
         Url = ServerHost.BoundAddress(_app).ToString().TrimEnd('/');
         if (_s3 is not null)
         {
             await _s3.StartAsync(ct);
         }
-        // One probe round before serving decisions, so static volumes are known alive right away.
-        await Nodes.ProbeAllAsync(ct);
         _background.Add(Task.Run(() => Nodes.ProbeLoopAsync(_stop.Token), CancellationToken.None));
         _background.Add(Task.Run(() => RunRecoveryAsync(_stop.Token), CancellationToken.None));
         _background.Add(Task.Run(() => FinishDeletesLoopAsync(_stop.Token), CancellationToken.None));
@@ -180,8 +185,10 @@ public sealed class CoordinatorServer : IAsyncDisposable
         var app = _app;
         app.MapGet("/healthz", (Delegate)(async (HttpContext ctx) =>
             ServerHost.IsExactRoute(ctx, "/healthz")
-                ? Results.Json(new { status = "ok", alive_nodes = Nodes.AliveIds().Count, replicas = Options.DataPath.Replicas, pending = Store.PendingKeys().Count, owed_deletes = Store.OwedDeleteKeys().Count })
+                ? Results.Json(new { status = Nodes.CanPlace(Options.DataPath.Replicas) ? "ok" : "degraded", alive_nodes = Nodes.AliveIds().Count, replicas = Options.DataPath.Replicas, pending = Store.PendingKeys().Count, owed_deletes = Store.OwedDeleteKeys().Count })
                 : await _native.HandleAsync(ctx)));
+        app.MapGet("/readyz", (Delegate)(async (HttpContext ctx) =>
+            ServerHost.IsExactRoute(ctx, "/readyz") ? Nodes.Readiness(Options.DataPath.Replicas) : await _native.HandleAsync(ctx)));
 
         app.MapPost("/admin/join", async Task<IResult> (HttpContext ctx) =>
         {
@@ -222,7 +229,12 @@ public sealed class CoordinatorServer : IAsyncDisposable
             Objects.MarkCorrupt(key, r.NodeId);
             return Results.Json(new { recorded = true });
         });
-        new OpsJobs(Store, Nodes, _http, Path.Combine(Options.DbDir, "ops-journal"), app.Logger).Map(app);
+        var jobs = new OpsJobs(Store, Nodes, _http, Path.Combine(Options.DbDir, "ops-journal"), app.Logger);
+        jobs.Map(app);
+        ClusterGauges.Observe(Objects.Metrics, Store, Nodes, jobs);
+        app.MapMetrics(Objects.Metrics, Options.Secret);
+        app.MapConsole();
+        app.MapGet("/", (Func<HttpContext, Task<IResult>>)(ctx => ListingEndpoint.IsListing(ctx) ? Task.FromResult(ListingEndpoint.Handle(ctx, Store)) : _native.HandleAsync(ctx)));
 
         app.MapMethods("/{**key}", ["GET", "HEAD", "PUT", "DELETE"], (Func<HttpContext, Task<IResult>>)_native.HandleAsync);
         app.MapFallback((HttpContext ctx) => ApiError.Result(

@@ -27,15 +27,19 @@ public class BenchSmokeTests
                 DataDir = Path.Combine(dir, "data"),
                 OutFile = Path.Combine(dir, "out.json"),
                 DropCaches = false,
+                ColdDuration = TimeSpan.FromSeconds(1),
             };
             var result = await BenchRunner.RunAsync(o, _ => { }, CancellationToken.None);
-            Assert.Equal(["put", "get", "mixed"], result.Phases.Select(p => p.Phase));
+            Assert.Equal(["cold-put", "cold-get", "put", "get", "mixed"], result.Phases.Select(p => p.Phase));
             Assert.All(result.Phases, p => Assert.Equal(0, p.Failures));
-            Assert.Equal(12, result.Phases[0].Requests);
+            Assert.Equal(12, result.Phases.Single(p => p.Phase == "put").Requests);
+            // CPU cost of the launched cluster's processes is measured for every phase.
+            Assert.All(result.Phases, p => Assert.True(p.CpuSecondsPerGib > 0, $"{p.Phase}: no CPU figure"));
             Assert.NotNull(result.Ceilings);
+            Assert.True(result.Ceilings.Writers >= 4, "the write ceiling uses several parallel writers");
             Assert.Equal(4, result.PeakRss.Count);
             using var json = JsonDocument.Parse(await File.ReadAllTextAsync(o.OutFile));
-            Assert.Equal(3, json.RootElement.GetProperty("phases").GetArrayLength());
+            Assert.Equal(5, json.RootElement.GetProperty("phases").GetArrayLength());
         }
         finally
         {

@@ -1,0 +1,24 @@
+using System.Text.Json;
+
+namespace NanoKv.Tests.Perf;
+
+/// <summary>
+/// Guards the JIT setting that keeps BLAKE3 fast from the first second: with tiered compilation on, a loaded
+/// coordinator or volume ran its hashing at the QuickJitted/instrumented tiers for most of a run (issue 10,
+/// item 1). The built runtimeconfig.json of each server is what `dotnet coord.dll` / `dotnet volume.dll` obey.
+/// </summary>
+public class RuntimeSettingsTests
+{
+    [Theory]
+    [InlineData("coord")]
+    [InlineData("volume")]
+    public void ServersRunFullyOptimisedCodeFromTheFirstCall(string assembly)
+    {
+        var file = Path.Combine(AppContext.BaseDirectory, assembly + ".runtimeconfig.json");
+        Assert.True(File.Exists(file), $"{file} missing: the server's runtime settings are not deployed with it");
+        using var json = JsonDocument.Parse(File.ReadAllText(file));
+        var props = json.RootElement.GetProperty("runtimeOptions").GetProperty("configProperties");
+        Assert.True(props.TryGetProperty("System.Runtime.TieredCompilation", out var tiered), $"{assembly}: TieredCompilation is not set");
+        Assert.Equal(JsonValueKind.False, tiered.ValueKind);
+    }
+}
