@@ -78,6 +78,10 @@ public sealed class VolumeServer : IAsyncDisposable
         var store = new BlobStore(options.DataDir);
         var nodeId = ResolveNodeId(options, store.Root);
         var builder = ServerHost.CreateBuilder("nanokv-volume", options.Host, options.Port, options.LogLevel, options.TlsCert, options.TlsKey);
+        // Receive straight into a buffer instead of a zero-byte "wait for data" read before each one: upload
+        // bodies stream in 4 KiB socket reads, so this halves the receive syscalls of a PUT (4 KiB per idle
+        // connection is the price).
+        builder.WebHost.UseSockets(o => o.WaitForDataBeforeAllocatingBuffer = false);
         var app = builder.Build();
         var server = new VolumeServer(options, app, store, nodeId, NodeHttp.Create(options.Secret));
         foreach (var peer in options.Peers)
@@ -204,12 +208,9 @@ public sealed class VolumeServer : IAsyncDisposable
         {
             ServerHost.AllowLargeBody(ctx);
             var uploadId = RequireString(ctx, "upload_id");
-            var body = ctx.Request.Body;
-            if (Faults.Take("upload_corrupt") is not null)
-            {
-                body = new CorruptingStream(body);
-            }
-            var result = await Store.ReceiveAsync(uploadId, body, ctx.Request.Query["etag"], ctx.RequestAborted);
+            var result = Faults.Take("upload_corrupt") is not null
+                ? await Store.ReceiveAsync(uploadId, new CorruptingStream(ctx.Request.Body), ctx.Request.Query["etag"], ctx.RequestAborted)
+                : await Store.ReceiveAsync(uploadId, ctx.Request.BodyReader, ctx.Request.Query["etag"], ctx.RequestAborted);
             return Results.Json(result);
         }));
 
@@ -406,12 +407,15 @@ public sealed class VolumeServer : IAsyncDisposable
             ctx.Response.ContentType = "application/octet-stream";
             ctx.Response.Headers.AcceptRanges = "bytes";
             ctx.Response.Headers.ETag = tag!.ToString();
-            await using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1, FileOptions.Asynchronous | FileOptions.SequentialScan);
-            var copy = await StreamCopier.CopyVerifiedAsync(fs, ctx.Response.Body, etag, ctx.RequestAborted);
+            CopyResult copy;
+            using (var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, FileOptions.SequentialScan))
+            {
+                await ctx.Response.StartAsync(ctx.RequestAborted);
+                copy = await VerifiedSend.SendAsync(file, fi.Length, ctx.Response.BodyWriter, etag, ctx.RequestAborted);
+            }
             if (copy.Status == CopyStatus.InputError)
             {
                 _app.Logger.LogError("corrupt blob {Key} on {NodeId}: {Error}; transfer aborted, blob quarantined", KeyCodec.Display(key), NodeId, copy.Error?.Message);
-                await fs.DisposeAsync();
                 // Out of blobs/ so no one reads it again; verify then sees a missing replica and repair re-copies it.
                 Store.Quarantine(key);
                 // Report before failing the transfer, so a client that retries through the coordinator is
@@ -421,7 +425,7 @@ public sealed class VolumeServer : IAsyncDisposable
             }
             return Results.Empty;
         }
-        // PhysicalFile uses sendfile and handles Range/If-None-Match.
+        // PhysicalFile handles Range/If-None-Match.
         return Results.File(path, "application/octet-stream", lastModified: fi.LastWriteTimeUtc, entityTag: tag, enableRangeProcessing: true);
     }
 
