@@ -78,10 +78,6 @@ public sealed class VolumeServer : IAsyncDisposable
         var store = new BlobStore(options.DataDir);
         var nodeId = ResolveNodeId(options, store.Root);
         var builder = ServerHost.CreateBuilder("nanokv-volume", options.Host, options.Port, options.LogLevel, options.TlsCert, options.TlsKey);
-        // Receive straight into a buffer instead of a zero-byte "wait for data" read before each one: upload
-        // bodies stream in 4 KiB socket reads, so this halves the receive syscalls of a PUT (4 KiB per idle
-        // connection is the price).
-        builder.WebHost.UseSockets(o => o.WaitForDataBeforeAllocatingBuffer = false);
         var app = builder.Build();
         var server = new VolumeServer(options, app, store, nodeId, NodeHttp.Create(options.Secret));
         foreach (var peer in options.Peers)
