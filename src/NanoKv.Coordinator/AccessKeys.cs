@@ -27,7 +27,7 @@ public sealed class AccessKeys
 
     public bool Enabled => _rw.Count + _ro.Count > 0;
 
-    /// <summary>Guards every route except /healthz, /metrics and the cluster-secret routes (/admin, /internal).</summary>
+    /// <summary>Guards every route except /healthz, /metrics, the console's static files (/ui) and the cluster-secret routes (/admin, /internal).</summary>
     public void Use(WebApplication app)
     {
         if (!Enabled)
@@ -40,7 +40,7 @@ public sealed class AccessKeys
             // "x/../healthz" (served by the object route), and must not skip the key check.
             var path = ServerHost.RawPath(ctx);
             if (path.StartsWith("/admin/", StringComparison.Ordinal) || path.StartsWith("/internal/", StringComparison.Ordinal)
-                || path is "/healthz" or "/metrics")
+                || path is "/healthz" or "/readyz" or "/metrics" or "/ui" || (path.StartsWith("/ui/", StringComparison.Ordinal) && HttpMethods.IsGet(ctx.Request.Method)))
             {
                 await next(ctx);
                 return;

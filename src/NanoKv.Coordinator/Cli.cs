@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Microsoft.Extensions.Logging;
+using NanoKv.Coordinator.Api.S3;
 using NanoKv.Coordinator.Core;
 using NanoKv.Core;
 using NanoKv.Metadata;
@@ -28,10 +29,15 @@ public static class Cli
         var roKeys = new Option<string?>("--access-keys-ro") { Description = $"Comma-separated API keys allowed to GET/HEAD only (default: ${AccessKeys.EnvRo})" };
         var (tlsCert, tlsKey) = TlsOptions();
         var verbose = new Option<bool>("--verbose") { Description = "Debug logging" };
+        var s3 = new S3Cli();
         var cmd = new Command("serve", "Run the coordinator")
         {
             db, replicas, volumes, host, port, proxy, secret, timeBox, probe, suspect, down, rwKeys, roKeys, tlsCert, tlsKey, verbose,
         };
+        foreach (var o in s3.All)
+        {
+            cmd.Options.Add(o);
+        }
         cmd.SetAction(async (p, ct) =>
         {
             var options = new CoordinatorOptions
@@ -61,9 +67,13 @@ public static class Cli
             };
             return await Fail.Guard(async () =>
             {
-                await using var server = CoordinatorServer.Create(options);
+                await using var server = CoordinatorServer.Create(options with { S3 = s3.ForServe(p) });
                 await server.StartAsync(ct);
                 Console.WriteLine($"coordinator listening on {server.Url}");
+                if (server.S3Url is not null)
+                {
+                    Console.WriteLine($"S3 API listening on {server.S3Url}");
+                }
                 await server.WaitForShutdownAsync(ct);
                 return 0;
             });
@@ -79,7 +89,12 @@ public static class Cli
         var count = new Option<int>("--volumes") { Description = "Number of volumes", DefaultValueFactory = _ => 3 };
         var replicas = new Option<int>("--replicas") { Description = "Replicas per object", DefaultValueFactory = _ => 3 };
         var proxy = new Option<bool>("--proxy-get") { Description = "Stream GET bodies through the coordinator instead of redirecting" };
-        var cmd = new Command("dev", "Start a local cluster (coordinator + volumes on 127.0.0.1) until Ctrl-C") { data, port, count, replicas, proxy };
+        var s3 = new S3Cli();
+        var cmd = new Command("dev", "Start a local cluster (coordinator + volumes on 127.0.0.1, S3 on :9000) until Ctrl-C") { data, port, count, replicas, proxy };
+        foreach (var o in s3.All)
+        {
+            cmd.Options.Add(o);
+        }
         cmd.SetAction(async (p, ct) => await Fail.Guard(async () =>
         {
             var dir = Path.GetFullPath(p.GetValue(data)!);
@@ -90,6 +105,7 @@ public static class Cli
                 Durable.WriteAllBytes(secretFile, System.Text.Encoding.UTF8.GetBytes(ClusterAuth.Generate()));
             }
             var secret = File.ReadAllText(secretFile).Trim();
+            var s3Options = s3.ForDev(p, dir, out var s3File, out var s3Key, out var s3Secret);
             var basePort = p.GetValue(port);
             var n = p.GetValue(count);
             var coordUrl = $"http://127.0.0.1:{basePort}";
@@ -117,6 +133,7 @@ public static class Cli
                     Secret = secret,
                     DataPath = new DataPathSettings { Replicas = p.GetValue(replicas), ProxyGet = p.GetValue(proxy) },
                     LogLevel = LogLevel.Warning,
+                    S3 = s3Options,
                 });
                 await coord.StartAsync(ct);
                 Console.WriteLine($"nanokv dev cluster: data in {dir}");
@@ -126,7 +143,11 @@ public static class Cli
                     Console.WriteLine($"  volume       {v.Url}  ({v.NodeId}, {v.Store.Root})");
                 }
                 Console.WriteLine($"  secret       {secretFile} (send as {ClusterAuth.Header} on /admin and /internal calls)");
+                Console.WriteLine($"  S3 API       {coord.S3Url}  (path-style; region us-east-1)");
+                Console.WriteLine($"  S3 access key {s3Key}");
+                Console.WriteLine($"  S3 secret key {s3Secret}  (saved in {s3File})");
                 Console.WriteLine($"try: curl -L -X PUT --data-binary @somefile {coord.Url}/my%2Ffile.bin");
+                Console.WriteLine($"     AWS_ACCESS_KEY_ID={s3Key} AWS_SECRET_ACCESS_KEY={s3Secret} aws --endpoint-url {coord.S3Url} s3 mb s3://my-bucket");
                 Console.WriteLine("Ctrl-C stops the cluster.");
                 try
                 {

@@ -3,8 +3,12 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using NanoKv.Coordinator.Api.Native;
+using NanoKv.Coordinator.Api.S3;
 using NanoKv.Coordinator.Core;
+using NanoKv.Coordinator.Observability;
+using NanoKv.Coordinator.WebConsole;
 using NanoKv.Core;
+using NanoKv.Core.Metrics;
 using NanoKv.Metadata;
 
 namespace NanoKv.Coordinator;
@@ -37,6 +41,9 @@ public sealed record CoordinatorOptions
     public HealthSettings Health { get; init; } = new();
 
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
+
+    /// <summary>The S3 listener (second port); null = no S3 endpoint.</summary>
+    public S3Options? S3 { get; init; }
 }
 
 /// <summary>A running coordinator: public object API, node membership and admin endpoints over RocksDB metadata.</summary>
@@ -47,6 +54,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Task> _background = [];
     private readonly NativeObjectApi _native;
+    private S3Server? _s3;
 
     private CoordinatorServer(CoordinatorOptions options, WebApplication app, MetaStore store, NodeRegistry nodes, ObjectStore objects, HttpClient http)
     {
@@ -69,6 +77,9 @@ public sealed class CoordinatorServer : IAsyncDisposable
 
     public string Url { get; private set; } = "";
 
+    /// <summary>The S3 endpoint's URL, when one is configured.</summary>
+    public string? S3Url => _s3?.Url;
+
     public static CoordinatorServer Create(CoordinatorOptions options)
     {
         if (options.DataPath.Replicas < 1)
@@ -85,19 +96,26 @@ public sealed class CoordinatorServer : IAsyncDisposable
         var volumes = new VolumeClient(http, options.DataPath.RetryTimeBox, options.DataPath.AttemptTimeout);
         var objects = new ObjectStore(store, nodes, volumes, clock, options.DataPath, options.Secret, app.Logger);
         var server = new CoordinatorServer(options, app, store, nodes, objects, http);
+        app.UseRequestMetrics(objects.Metrics);
         app.UseJsonErrors();
         app.UseClusterSecret(options.Secret);
-        new AccessKeys(options.ReadWriteKeys, options.ReadOnlyKeys).Use(app);
+        new AccessKeys(options.ReadWriteKeys.Count + options.ReadOnlyKeys.Count > 0 && options.Secret is { Length: > 0 } s ? [.. options.ReadWriteKeys, s] : options.ReadWriteKeys, options.ReadOnlyKeys).Use(app); // the secret is a read-write key too (the console signs in with either)
         server.MapRoutes();
+        server._s3 = options.S3 is null ? null : S3Server.Create(options.S3, objects, options.TlsCert, options.TlsKey, options.LogLevel);
         return server;
     }
 
     public async Task StartAsync(CancellationToken ct = default)
     {
+        // One probe round before the listener takes traffic: the first requests see the configured volumes'
+        // real health instead of "none alive" (which failed PUTs right after start with insufficient_nodes).
+        await Nodes.ProbeAllAsync(ct);
         await _app.StartAsync(ct);
         Url = ServerHost.BoundAddress(_app).ToString().TrimEnd('/');
-        // One probe round before serving decisions, so static volumes are known alive right away.
-        await Nodes.ProbeAllAsync(ct);
+        if (_s3 is not null)
+        {
+            await _s3.StartAsync(ct);
+        }
         _background.Add(Task.Run(() => Nodes.ProbeLoopAsync(_stop.Token), CancellationToken.None));
         _background.Add(Task.Run(() => RunRecoveryAsync(_stop.Token), CancellationToken.None));
         _background.Add(Task.Run(() => FinishDeletesLoopAsync(_stop.Token), CancellationToken.None));
@@ -109,6 +127,10 @@ public sealed class CoordinatorServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync();
+        if (_s3 is not null)
+        {
+            await _s3.DisposeAsync();
+        }
         await _app.StopAsync(CancellationToken.None);
         try
         {
@@ -163,8 +185,10 @@ public sealed class CoordinatorServer : IAsyncDisposable
         var app = _app;
         app.MapGet("/healthz", (Delegate)(async (HttpContext ctx) =>
             ServerHost.IsExactRoute(ctx, "/healthz")
-                ? Results.Json(new { status = "ok", alive_nodes = Nodes.AliveIds().Count, replicas = Options.DataPath.Replicas, pending = Store.PendingKeys().Count, owed_deletes = Store.OwedDeleteKeys().Count })
+                ? Results.Json(new { status = Nodes.CanPlace(Options.DataPath.Replicas) ? "ok" : "degraded", alive_nodes = Nodes.AliveIds().Count, replicas = Options.DataPath.Replicas, pending = Store.PendingKeys().Count, owed_deletes = Store.OwedDeleteKeys().Count })
                 : await _native.HandleAsync(ctx)));
+        app.MapGet("/readyz", (Delegate)(async (HttpContext ctx) =>
+            ServerHost.IsExactRoute(ctx, "/readyz") ? Nodes.Readiness(Options.DataPath.Replicas) : await _native.HandleAsync(ctx)));
 
         app.MapPost("/admin/join", async Task<IResult> (HttpContext ctx) =>
         {
@@ -205,7 +229,12 @@ public sealed class CoordinatorServer : IAsyncDisposable
             Objects.MarkCorrupt(key, r.NodeId);
             return Results.Json(new { recorded = true });
         });
-        new OpsJobs(Store, Nodes, _http, Path.Combine(Options.DbDir, "ops-journal"), app.Logger).Map(app);
+        var jobs = new OpsJobs(Store, Nodes, _http, Path.Combine(Options.DbDir, "ops-journal"), app.Logger);
+        jobs.Map(app);
+        ClusterGauges.Observe(Objects.Metrics, Store, Nodes, jobs);
+        app.MapMetrics(Objects.Metrics, Options.Secret);
+        app.MapConsole();
+        app.MapGet("/", (Func<HttpContext, Task<IResult>>)(ctx => ListingEndpoint.IsListing(ctx) ? Task.FromResult(ListingEndpoint.Handle(ctx, Store)) : _native.HandleAsync(ctx)));
 
         app.MapMethods("/{**key}", ["GET", "HEAD", "PUT", "DELETE"], (Func<HttpContext, Task<IResult>>)_native.HandleAsync);
         app.MapFallback((HttpContext ctx) => ApiError.Result(

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net.Http.Json;
 using System.Text.Json.Serialization;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using NanoKv.Core;
 using NanoKv.Metadata;
@@ -109,6 +110,18 @@ public sealed class NodeRegistry(MetaStore store, HttpClient http, HealthSetting
     public List<string> AliveIds() => _nodes.Values.Where(n => n.Status(settings) == NodeStatus.Alive).Select(n => n.Id).ToList();
 
     public List<string> AllIds() => [.. _nodes.Keys];
+
+    /// <summary>True when placement can find n alive volumes: the coordinator can take writes.</summary>
+    public bool CanPlace(int n) => AliveIds().Count >= n;
+
+    /// <summary>GET /readyz for load balancers: 200 when N replicas are placeable, else 503 naming the shortfall.</summary>
+    public IResult Readiness(int replicas)
+    {
+        var alive = AliveIds().Count;
+        return alive >= replicas
+            ? Results.Json(new { status = "ready", alive_nodes = alive, replicas })
+            : ApiError.Result(503, ApiError.Codes.InsufficientNodes, $"{alive} alive volumes, {replicas} needed to place a write");
+    }
 
     /// <summary>URLs of every known volume: the pull allowlist volumes receive with each heartbeat.</summary>
     public List<string> Urls() => _nodes.Values.Select(n => n.Url).ToList();

@@ -42,6 +42,9 @@ public sealed class OpsJobs(MetaStore store, NodeRegistry nodes, HttpClient http
         app.MapGet("/admin/jobs", () => Results.Json(_jobs.Values.Select(j => j.Status())));
     }
 
+    /// <summary>Every job since start, oldest first (for the metrics gauges).</summary>
+    public IReadOnlyList<JobStatus> Statuses() => [.. _jobs.Values.OrderBy(j => j.Started).Select(j => j.Status())];
+
     private async Task<Job> StartAsync(OpsOptions options)
     {
         var specs = options.Nodes.Count > 0
@@ -75,6 +78,8 @@ public sealed class OpsJobs(MetaStore store, NodeRegistry nodes, HttpClient http
     private sealed class Job(string id, OpsContext ctx)
     {
         public string Id { get; } = id;
+
+        public DateTimeOffset Started { get; } = DateTimeOffset.UtcNow;
 
         public Task Run { get; set; } = Task.CompletedTask;
 

@@ -177,6 +177,31 @@ public sealed partial class MetaStore : IDisposable
         }
     }
 
+    /// <summary>Object metas whose key starts with prefix, in key order, after the given key (the public listing).</summary>
+    public IEnumerable<(byte[] Key, ObjectMeta Meta)> Scan(byte[] prefix, byte[]? after)
+    {
+        var from = after is not null && after.AsSpan().SequenceCompareTo(prefix) > 0 ? after : null;
+        // Seek to the prefix itself when there is no later cursor, so a key equal to the prefix is listed.
+        using var it = _db.NewIterator();
+        it.Seek(Concat(MetaPrefix, from ?? prefix));
+        for (; it.Valid(); it.Next())
+        {
+            var k = it.Key();
+            if (!k.AsSpan().StartsWith(MetaPrefix) || !k.AsSpan(MetaPrefix.Length).StartsWith(prefix))
+            {
+                yield break;
+            }
+            var userKey = k[MetaPrefix.Length..];
+            if (from is null || !userKey.AsSpan().SequenceEqual(from))
+            {
+                yield return (userKey, Decode<ObjectMeta>(it.Value()));
+            }
+        }
+    }
+
+    /// <summary>A RocksDB property ("rocksdb.total-sst-files-size", ...) for metrics; null when unknown.</summary>
+    public string? Property(string name) => _db.GetProperty(name);
+
     public void PutNode(NodeRecord node) => _db.Put(Concat(NodePrefix, Encoding.UTF8.GetBytes(node.NodeId)), Encode(node), writeOptions: _sync);
 
     public List<NodeRecord> Nodes() => ScanKeys(NodePrefix, null).Select(e => Decode<NodeRecord>(e.Value)).ToList();

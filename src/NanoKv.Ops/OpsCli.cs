@@ -54,7 +54,8 @@ public static class OpsCli
         var purgeMeta = new Option<bool>("--purge-tombstone-meta") { Description = "gc: also remove expired tombstones from the index" };
         var extraneous = new Option<bool>("--delete-extraneous") { Description = "gc: delete copies on nodes outside a key's replica set (never the last valid copy)" };
         var orphans = new Option<bool>("--purge-orphans") { Description = "gc: delete files no metadata refers to (run rebuild first if the index was lost!)" };
-        var sweep = new Option<string>("--sweep-tmp-age") { Description = "gc: delete temp files older than this", DefaultValueFactory = _ => "1h" };
+        var sweep = new Option<string>("--sweep-tmp-age") { Description = "gc: delete temp files (and S3 blobs no object refers to) older than this", DefaultValueFactory = _ => "1h" };
+        var uploadTtl = new Option<string>("--upload-ttl") { Description = "gc: abort S3 multipart uploads started longer ago than this", DefaultValueFactory = _ => "7d" };
 
         var cmd = new Command(name, Descriptions[name]) { index, coord, nodes, deep, dryRun, concurrency, perNode, replicas, json, secret, journal };
         if (name == "gc")
@@ -64,6 +65,7 @@ public static class OpsCli
             cmd.Options.Add(extraneous);
             cmd.Options.Add(orphans);
             cmd.Options.Add(sweep);
+            cmd.Options.Add(uploadTtl);
         }
         cmd.SetAction(async (p, ct) =>
         {
@@ -84,6 +86,7 @@ public static class OpsCli
                     DeleteExtraneous = p.GetValue(extraneous),
                     PurgeOrphans = p.GetValue(orphans),
                     SweepTmpAgeSecs = OpsOptions.ParseDuration(p.GetValue(sweep) ?? "1h"),
+                    UploadTtlSecs = OpsOptions.ParseDuration(p.GetValue(uploadTtl) ?? "7d"),
                 };
             }
             catch (FormatException ex)

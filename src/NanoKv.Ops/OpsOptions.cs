@@ -44,11 +44,15 @@ public sealed record OpsOptions
     [JsonPropertyName("sweep_tmp_age_secs")]
     public long SweepTmpAgeSecs { get; init; } = 3600;
 
+    /// <summary>gc: abort S3 multipart uploads started longer ago than this.</summary>
+    [JsonPropertyName("upload_ttl_secs")]
+    public long UploadTtlSecs { get; init; } = 7 * 86400;
+
     /// <summary>Fingerprint of what the run does, so a re-run with the same arguments finds its journal.</summary>
     public string Fingerprint()
     {
         var text = string.Join('|', Command, string.Join(',', Nodes.Order(StringComparer.Ordinal)), Deep, Replicas, TombstoneTtlSecs,
-            PurgeTombstoneMeta, DeleteExtraneous, PurgeOrphans, SweepTmpAgeSecs);
+            PurgeTombstoneMeta, DeleteExtraneous, PurgeOrphans, SweepTmpAgeSecs, UploadTtlSecs);
         return NanoKv.Core.KeyCodec.Hash(System.Text.Encoding.UTF8.GetBytes(text))[..12];
     }
 

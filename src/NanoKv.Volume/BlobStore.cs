@@ -215,10 +215,11 @@ public sealed class BlobStore
         // committed is aborted or swept, so prepare and upload skip fsync (measured: 8 fsyncs per replica → 2).
         using (var h = File.OpenHandle(data, FileMode.Open, FileAccess.ReadWrite))
         {
-            Durable.FsyncFile(h);
+            CrashPoints.Sync(CrashPoints.DataFsync, () => Durable.FsyncFile(h));
         }
         File.Move(data, dest, overwrite: true);
-        Durable.FsyncDirectory(dir);
+        CrashPoints.Sync(CrashPoints.DirFsync, () => Durable.FsyncDirectory(dir));
+        CrashPoints.Hit(CrashPoint.VolumeAfterRename);
         var tomb = TombPath(key);
         if (File.Exists(tomb) && ReadTombVersion(tomb) < version)
         {

@@ -5,7 +5,7 @@ using NanoKv.Volume;
 
 var data = new Option<string>("--data") { Description = "Data folder (blobs/, tmp/, tombs/ live under it)", Required = true };
 var host = new Option<string>("--host") { Description = "Address to bind", DefaultValueFactory = _ => "127.0.0.1" };
-var port = new Option<int>("--port") { Description = "Port to listen on (default: $V_PORT, else 3001)", DefaultValueFactory = _ => DefaultPort() };
+var port = new Option<int?>("--port") { Description = "Port to listen on (default: $V<N>_PORT, N = trailing digits of the --data folder name; else the only V<N>_PORT set; else $V_PORT; else 3001)" };
 var nodeId = new Option<string?>("--node-id") { Description = "Stable node id (default: derived from the data folder and persisted in it)" };
 var publicUrl = new Option<string?>("--public-url") { Description = "URL clients and peers use to reach this volume (default: http://HOST:PORT)" };
 var coordinator = new Option<string?>("--coordinator") { Description = "Coordinator URL to join and send heartbeats to" };
@@ -28,7 +28,7 @@ root.SetAction(async (parse, ct) =>
     {
         DataDir = parse.GetValue(data)!,
         Host = parse.GetValue(host)!,
-        Port = parse.GetValue(port),
+        Port = parse.GetValue(port) ?? VolumePort.FromEnvironment(parse.GetValue(data)!, Environment.GetEnvironmentVariables()),
         NodeId = parse.GetValue(nodeId),
         PublicUrl = parse.GetValue(publicUrl),
         CoordinatorUrl = parse.GetValue(coordinator),
@@ -48,5 +48,3 @@ root.SetAction(async (parse, ct) =>
     return 0;
 });
 return await root.Parse(args).InvokeAsync();
-
-static int DefaultPort() => int.TryParse(Environment.GetEnvironmentVariable("V_PORT"), out var p) ? p : 3001;

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using NanoKv.Core;
+using NanoKv.Core.Metrics;
 
 namespace NanoKv.Volume;
 
@@ -67,6 +68,8 @@ public sealed class VolumeServer : IAsyncDisposable
 
     public Faults Faults { get; } = new();
 
+    public VolumeMetrics Metrics { get; } = new();
+
     /// <summary>URLs of cluster volumes, from --peers and the coordinator's heartbeat answers.</summary>
     private readonly ConcurrentDictionary<string, byte> _peers = new();
 
@@ -84,8 +87,10 @@ public sealed class VolumeServer : IAsyncDisposable
         {
             server._peers[peer.TrimEnd('/')] = 0;
         }
+        app.UseRequestMetrics(server.Metrics);
         app.UseJsonErrors();
         app.UseClusterSecret(options.Secret);
+        server.Metrics.ObserveDisk(store.BlobsDir, store.CapacityBytes, store.FreeBytes);
         server.MapRoutes();
         return server;
     }
@@ -192,6 +197,8 @@ public sealed class VolumeServer : IAsyncDisposable
                 ? Results.Json(new VolumeHealth("ok", NodeId, Store.CapacityBytes(), Store.FreeBytes()))
                 : await ServeBlob(ctx));
 
+        app.MapMetrics(Metrics, Options.Secret);
+
         app.MapPost("/internal/prepare", Handler("prepare", ctx =>
         {
             var key = RequireKey(ctx, "key");
@@ -272,25 +279,7 @@ public sealed class VolumeServer : IAsyncDisposable
             return Task.FromResult(Results.Json(new { removed_files = files, removed_bytes = bytes }));
         }));
 
-        app.MapPost("/admin/faults", async Task<IResult> (HttpContext ctx) =>
-        {
-            if (!Options.EnableFaults)
-            {
-                return ApiError.NotFoundResult("fault injection is disabled (start with --enable-fault-injection)");
-            }
-            var rule = await ctx.Request.ReadFromJsonAsync<FaultRule>(ctx.RequestAborted);
-            if (rule is null)
-            {
-                return ApiError.BadRequest(ApiError.Codes.InvalidArgument, "body must be a fault rule");
-            }
-            Faults.Arm(rule);
-            return Results.Json(rule);
-        });
-        app.MapDelete("/admin/faults", () =>
-        {
-            Faults.Clear();
-            return Results.NoContent();
-        });
+        Faults.Map(app, Options.EnableFaults);
 
         app.MapMethods("/{**key}", ["GET", "HEAD"], (Func<HttpContext, Task<IResult>>)ServeBlob);
         app.MapFallback((HttpContext ctx) => ApiError.NotFoundResult($"no route for {ctx.Request.Method} {ctx.Request.Path}"));
@@ -412,8 +401,10 @@ public sealed class VolumeServer : IAsyncDisposable
             if (copy.Status == CopyStatus.InputError)
             {
                 _app.Logger.LogError("corrupt blob {Key} on {NodeId}: {Error}; transfer aborted, blob quarantined", KeyCodec.Display(key), NodeId, copy.Error?.Message);
+                Metrics.VerifiedReadFailures.Inc();
                 // Out of blobs/ so no one reads it again; verify then sees a missing replica and repair re-copies it.
                 Store.Quarantine(key);
+                Metrics.Quarantines.Inc();
                 // Report before failing the transfer, so a client that retries through the coordinator is
                 // already sent to another replica.
                 await ReportCorruptAsync(key);

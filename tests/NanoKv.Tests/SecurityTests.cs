@@ -237,7 +237,7 @@ public class SecurityTests
     }
 
     [Theory]
-    [InlineData("%01%1F%7F")]
+    [InlineData("%02%01%1F%7F")]
     [InlineData("..")]
     [InlineData("..%2F..%2Fetc%2Fpasswd")]
     [InlineData("%5C..%5C..%5Cwin")]

@@ -11,13 +11,16 @@ public sealed partial class ObjectStore
     /// <summary>All buckets in name order.</summary>
     public List<BucketRecord> ListBuckets() => store.ScanRecords<BucketRecord>(RecordTable.Buckets, []).Select(b => b.Value).ToList();
 
-    /// <summary>Creates a bucket; the name rules are the front end's (S3's), ownership and uniqueness are here.</summary>
+    /// <summary>
+    /// Creates a bucket; the name rules are the front end's (S3's), ownership and uniqueness are here. A
+    /// bucket restored by rebuild has no owner until a user creates it again (claims it).
+    /// </summary>
     public async Task<StoreResult<BucketRecord>> CreateBucketAsync(string name, string owner)
     {
         var key = Encoding.UTF8.GetBytes(name);
         using (await store.LockAsync([.. "bucket:"u8, .. key]))
         {
-            if (GetBucket(name) is { } existing)
+            if (GetBucket(name) is { } existing && existing.Owner.Length > 0)
             {
                 return existing.Owner == owner
                     ? new StoreError(StoreErrorKind.BucketOwnedByYou, $"you already own bucket {name}")

@@ -145,6 +145,7 @@ public sealed partial class ObjectStore
             {
                 return new StoreError(StoreErrorKind.NoSuchUpload, $"upload {uploadId} was completed or aborted meanwhile");
             }
+            CrashPoints.Hit(CrashPoint.CoordinatorBeforeCompleteSwitch);
             (switched, previous) = await SwitchAsync(recordKey, record, _ => null, b =>
             {
                 b.Delete(RecordTable.Uploads, BlobKeys.UploadRecordKey(bucket, uploadId));
@@ -154,6 +155,7 @@ public sealed partial class ObjectStore
                 }
             });
         }
+        CrashPoints.Hit(CrashPoint.CoordinatorAfterCompleteSwitch);
         var unused = uploaded.Values.Where(p => !chosen.Contains(p)).Select(p => new BlobRef(p.BlobKey, p.Size, p.Blake3));
         Retire(previous is null ? unused : unused.Concat(previous.Blobs));
         return switched;

@@ -64,6 +64,7 @@ public sealed partial class ObjectStore
     public void MarkCorrupt(byte[] key, string nodeId)
     {
         logger.LogWarning("volume {Node} reports a corrupt copy of {Key}; reads go to other replicas, run repair", nodeId, KeyCodec.Display(key));
+        Metrics.CorruptReports.Inc();
         _corrupt[CorruptHint(key, nodeId)] = DateTimeOffset.UtcNow;
     }
 
@@ -132,6 +133,7 @@ public sealed partial class ObjectStore
             if (!copy.Ok || (full && (copy.Bytes != meta.Size || copy.Etag != meta.Etag)))
             {
                 // Never end a response that carried wrong bytes normally: the client must see a failure.
+                Metrics.VerifiedReadFailures.Inc(ct.IsCancellationRequested ? 0 : 1); // a client hanging up is no integrity failure
                 logger.LogError("proxy GET of {Key} from {Url}: {Bytes} bytes, etag {Etag}, expected {Size}/{Want}", KeyCodec.Display(key), url, copy.Bytes, copy.Etag, meta.Size, meta.Etag);
                 if (!sink.HasStarted && !ct.IsCancellationRequested)
                 {

@@ -129,6 +129,7 @@ public sealed partial class ObjectStore
     /// </summary>
     private async Task RollBackAsync(byte[] key, ObjectMeta pending, List<string> committedOn, List<string> others)
     {
+        Metrics.Rollbacks.Inc();
         var aborts = await Task.WhenAll(others.Select(id => nodes.UrlOf(id) is string url
             ? volumes.AbortAsync(url, pending.UploadId, CancellationToken.None)
             : Task.FromResult(new CallResult(false, 0, "unknown node", false))));

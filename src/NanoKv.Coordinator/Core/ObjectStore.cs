@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using NanoKv.Core;
+using NanoKv.Core.Metrics;
 using NanoKv.Metadata;
 
 namespace NanoKv.Coordinator.Core;
@@ -30,6 +31,7 @@ public sealed partial class ObjectStore(MetaStore store, NodeRegistry nodes, Vol
         {
             return new StoreError(StoreErrorKind.TooLarge, $"objects are limited to {ServerHost.MaxObjectBytes} bytes");
         }
+        var phase = System.Diagnostics.Stopwatch.GetTimestamp();
         var begun = await BeginWriteAsync(key);
         if (!begun.Ok)
         {
@@ -37,7 +39,9 @@ public sealed partial class ObjectStore(MetaStore store, NodeRegistry nodes, Vol
         }
         // The guard aborts the reservation on every exit before commit, including exceptions.
         await using var write = begun.Value!;
+        phase = Metrics.Phase(PutPhase.Metadata, phase);
         var prepared = await PrepareAllAsync(write, request.Length);
+        phase = Metrics.Phase(PutPhase.Prepare, phase);
         if (prepared is not null)
         {
             return prepared;
@@ -45,6 +49,7 @@ public sealed partial class ObjectStore(MetaStore store, NodeRegistry nodes, Vol
 
         // Upload: one read of the client body, hashed once, streamed to all replicas in parallel.
         var (copy, uploads) = await UploadAsync(write.Meta, request.Body, request.Length, ct);
+        phase = Metrics.Phase(PutPhase.Upload, phase);
         var failure = UploadFailure(write, copy, uploads, request.Length, ct);
         if (failure is not null)
         {
@@ -64,10 +69,14 @@ public sealed partial class ObjectStore(MetaStore store, NodeRegistry nodes, Vol
         var pending = write.Meta;
         var commits = await Task.WhenAll(pending.Replicas.Select(id =>
             volumes.CommitAsync(nodes.UrlOf(id)!, key, pending.UploadId, pending.Version, CancellationToken.None)));
+        phase = Metrics.Phase(PutPhase.Commit, phase);
+        Metrics.ReplicaFailed(PutPhase.Commit, commits.Count(c => !c.Ok));
         if (commits.All(c => c.Ok))
         {
+            CrashPoints.Hit(CrashPoint.CoordinatorAfterCommitFanOut);
             var meta = pending with { State = ObjectState.Committed, UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() };
             store.Put(key, meta);
+            Metrics.Phase(PutPhase.Metadata, phase);
             return meta;
         }
         var failed = pending.Replicas.Select((id, i) => (Id: id, Call: commits[i])).Where(x => !x.Call.Ok).Select(x => $"{x.Id}: {x.Call.Describe()}");
@@ -223,6 +232,7 @@ public sealed partial class ObjectStore(MetaStore store, NodeRegistry nodes, Vol
             return new CallResult(false, 0, "unknown node", false);
         }
         var r = await volumes.PrepareAsync(url, key, uploadId, length, CancellationToken.None);
+        Metrics.ReplicaFailed(PutPhase.Prepare, r.Ok ? 0 : 1);
         if (!r.Ok && r.Status == 0)
         {
             nodes.ReportFailure(id);
@@ -240,6 +250,7 @@ public sealed partial class ObjectStore(MetaStore store, NodeRegistry nodes, Vol
             var r = await volumes.UploadAsync(nodes.UrlOf(id)!, pending.UploadId, broadcast.ContentFor(i, length), cts.Token);
             if (!r.Ok)
             {
+                Metrics.ReplicaFailed(PutPhase.Upload, cts.IsCancellationRequested ? 0 : 1); // the first failure, not the cancellations it causes
                 broadcast.Fail(i, new IOException(r.Describe()));
                 await cts.CancelAsync(); // one failed replica fails the PUT: stop the others
             }
@@ -296,6 +307,7 @@ public sealed partial class ObjectStore(MetaStore store, NodeRegistry nodes, Vol
         {
             if (!_settled)
             {
+                owner.Metrics.Aborts.Inc();
                 await owner.AbortAsync(key, Meta, Prepared, previous);
             }
         }

@@ -23,6 +23,13 @@ public sealed class ChildProcess : IDisposable
 
     public bool HasExited => _process.HasExited;
 
+    /// <summary>Waits (bounded) for the process to end by itself, e.g. at a crash point.</summary>
+    public async Task WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        await _process.WaitForExitAsync(cts.Token);
+    }
+
     public string Output
     {
         get
@@ -34,11 +41,22 @@ public sealed class ChildProcess : IDisposable
         }
     }
 
-    /// <summary>Starts `dotnet {assembly}.dll args` from the test's output folder and waits for /healthz.</summary>
-    public static async Task<ChildProcess> StartAsync(string assembly, int port, IEnumerable<string> args, IDictionary<string, string>? env = null)
+    /// <summary>
+    /// Starts `dotnet {assembly}.dll args` from the test's output folder and waits for /healthz. A wrapper
+    /// (e.g. `strace -f -o FILE` or `faketime -1h`) runs in front of `dotnet`; Kill then ends the whole tree.
+    /// </summary>
+    public static async Task<ChildProcess> StartAsync(string assembly, int port, IEnumerable<string> args, IDictionary<string, string>? env = null, IReadOnlyList<string>? wrapper = null)
     {
         var dll = Path.Combine(AppContext.BaseDirectory, assembly + ".dll");
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var psi = new ProcessStartInfo(wrapper is { Count: > 0 } ? wrapper[0] : "dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (wrapper is { Count: > 0 })
+        {
+            foreach (var w in wrapper.Skip(1))
+            {
+                psi.ArgumentList.Add(w);
+            }
+            psi.ArgumentList.Add("dotnet");
+        }
         psi.ArgumentList.Add(dll);
         foreach (var a in args)
         {
@@ -93,6 +111,26 @@ public sealed class ChildProcess : IDisposable
             }
         }
         return -1;
+    }
+
+    /// <summary>
+    /// SIGTERM to the program (under a wrapper such as strace: to the wrapper's children), then waits for the
+    /// wrapper to exit, so a trace file is complete and flushed.
+    /// </summary>
+    public async Task TerminateAsync(TimeSpan timeout)
+    {
+        if (_process.HasExited)
+        {
+            return;
+        }
+        var children = $"/proc/{Pid}/task/{Pid}/children";
+        var targets = File.Exists(children) ? File.ReadAllText(children).Split(' ', StringSplitOptions.RemoveEmptyEntries) : [];
+        foreach (var pid in targets.Length > 0 ? targets : [$"{Pid}"])
+        {
+            using var kill = Process.Start("kill", ["-TERM", pid]);
+            await kill.WaitForExitAsync();
+        }
+        await WaitForExitAsync(timeout);
     }
 
     /// <summary>SIGKILL: no shutdown code runs, like a power cut for the process.</summary>

@@ -123,6 +123,7 @@ public sealed class TestCluster : IAsyncDisposable
     {
         if (Volumes[i] is { } v)
         {
+            _unfired.AddRange(v.Faults.NeverFired().Select(op => $"{v.NodeId}:{op}"));
             Volumes[i] = null;
             await v.DisposeAsync();
             if (waitDown)
@@ -187,8 +188,16 @@ public sealed class TestCluster : IAsyncDisposable
         }
     }
 
+    /// <summary>Faults armed on volumes that were stopped before they fired.</summary>
+    private readonly List<string> _unfired = [];
+
+    /// <summary>
+    /// Stops everything; then fails the test if a fault armed on any volume never fired (an injected fault
+    /// that did not happen proves nothing). Disarmed by clearing the volume's faults.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
+        _unfired.AddRange(Volumes.Where(v => v is not null).SelectMany(v => v!.Faults.NeverFired().Select(op => $"{v.NodeId}:{op}")));
         if (Coordinator is not null)
         {
             try
@@ -206,6 +215,7 @@ public sealed class TestCluster : IAsyncDisposable
         Client.Dispose();
         NoRedirect.Dispose();
         TempDir.Delete(Root);
+        Assert.True(_unfired.Count == 0, $"armed faults that never fired: {string.Join(", ", _unfired)}");
     }
 
     /// <summary>A TCP port free right now (for child processes that need a port before they start).</summary>

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace NanoKv.Coordinator.Core;
+namespace NanoKv.Core;
 
 /// <summary>
 /// Volume keys of the blobs behind S3 objects and multipart parts. They start with byte 0x01, which the

@@ -1,0 +1,96 @@
+using System.Diagnostics;
+using Prometheus;
+
+namespace NanoKv.Core.Metrics;
+
+/// <summary>Phases of a PUT, timed separately so a slow fsync, a slow client or a slow index can be told apart.</summary>
+public enum PutPhase
+{
+    /// <summary>Reserving the upload on N volumes.</summary>
+    Prepare,
+
+    /// <summary>Streaming the body to every replica until each has fsync'd it.</summary>
+    Upload,
+
+    /// <summary>The commit call to every replica.</summary>
+    Commit,
+
+    /// <summary>RocksDB writes of the pending and committed metadata.</summary>
+    Metadata,
+}
+
+/// <summary>Coordinator series: the write protocol's phases and failures, plus gauges of cluster state read at scrape time.</summary>
+public sealed class CoordinatorMetrics : ServerMetrics
+{
+    private static readonly string[] PhaseNames = [.. Enum.GetNames<PutPhase>().Select(n => n.ToLowerInvariant())];
+
+    public CoordinatorMetrics()
+    {
+        PhaseDuration = Factory.CreateHistogram("nanokv_put_phase_duration_seconds", "time spent in each PUT phase (prepare, upload, commit, metadata)",
+            new HistogramConfiguration { LabelNames = ["phase"], Buckets = LatencyBuckets });
+        ReplicaFailures = Factory.CreateCounter("nanokv_replica_failures_total", "replica calls that failed during a PUT, by phase", ["phase"]);
+        Aborts = Factory.CreateCounter("nanokv_put_aborts_total", "PUTs aborted before commit (nothing was written)");
+        Rollbacks = Factory.CreateCounter("nanokv_put_rollbacks_total", "partially committed writes rolled back (by a PUT or by recovery)");
+        VerifiedReadFailures = Factory.CreateCounter("nanokv_verified_read_failures_total", "proxied reads whose bytes did not match the committed BLAKE3 (transfer cut)");
+        CorruptReports = Factory.CreateCounter("nanokv_corrupt_reports_total", "volume reports of a replica failing its checksum");
+        PendingWrites = Factory.CreateGauge("nanokv_pending_writes", "keys with a write in progress (or left by a crash until recovery)");
+        OwedDeletes = Factory.CreateGauge("nanokv_owed_deletes", "tombstoned keys whose delete has not reached every replica yet");
+        NodeState = Factory.CreateGauge("nanokv_node_state", "1 for the current state of each volume (alive, suspect, down), 0 otherwise", ["node", "state"]);
+        NodeHeartbeatAge = Factory.CreateGauge("nanokv_node_heartbeat_age_seconds", "seconds since the volume's last heartbeat or successful probe", ["node"]);
+        NodeCapacity = Factory.CreateGauge("nanokv_node_capacity_bytes", "filesystem size of the volume's data folder, as last reported", ["node"]);
+        NodeFree = Factory.CreateGauge("nanokv_node_free_bytes", "free bytes on the volume's filesystem, as last reported", ["node"]);
+        OpsJobs = Factory.CreateGauge("nanokv_ops_jobs", "ops jobs run by this coordinator since start, by command and state", ["command", "state"]);
+        OpsDone = Factory.CreateGauge("nanokv_ops_job_done", "keys processed by the latest job of each ops command", ["command"]);
+        OpsTotal = Factory.CreateGauge("nanokv_ops_job_total", "keys the latest job of each ops command will process (0 while counting)", ["command"]);
+        RocksDb = Factory.CreateGauge("nanokv_rocksdb_property", "RocksDB properties of the index (sizes in bytes)", ["property"]);
+    }
+
+    public Histogram PhaseDuration { get; }
+
+    public Counter ReplicaFailures { get; }
+
+    public Counter Aborts { get; }
+
+    public Counter Rollbacks { get; }
+
+    public Counter VerifiedReadFailures { get; }
+
+    public Counter CorruptReports { get; }
+
+    public Gauge PendingWrites { get; }
+
+    public Gauge OwedDeletes { get; }
+
+    public Gauge NodeState { get; }
+
+    public Gauge NodeHeartbeatAge { get; }
+
+    public Gauge NodeCapacity { get; }
+
+    public Gauge NodeFree { get; }
+
+    public Gauge OpsJobs { get; }
+
+    public Gauge OpsDone { get; }
+
+    public Gauge OpsTotal { get; }
+
+    public Gauge RocksDb { get; }
+
+    /// <summary>Records the time since <paramref name="startedTimestamp"/> (a Stopwatch timestamp) as one phase; returns now, to chain phases.</summary>
+    public long Phase(PutPhase phase, long startedTimestamp)
+    {
+        var now = Stopwatch.GetTimestamp();
+        PhaseDuration.WithLabels(PhaseNames[(int)phase]).Observe(Stopwatch.GetElapsedTime(startedTimestamp, now).TotalSeconds);
+        return now;
+    }
+
+    /// <summary>Counts failed replica calls of one phase.</summary>
+    public void ReplicaFailed(PutPhase phase, int count = 1)
+    {
+        if (count > 0)
+        {
+            ReplicaFailures.WithLabels(PhaseNames[(int)phase]).Inc(count);
+        }
+    }
+}

@@ -1,0 +1,131 @@
+using System.Security.Cryptography;
+using NanoKv.S3.Checksums;
+
+namespace NanoKv.S3.Payload;
+
+/// <summary>Passes a body through while computing its MD5 (the S3 ETag) and whatever <see cref="PayloadChecks"/> asks for;
+/// the read that reaches the end throws the S3 error (BadDigest, XAmzContentSHA256Mismatch, IncompleteBody) on a mismatch,
+/// so a writer that aborts on a read failure never commits a body the client did not send.</summary>
+public sealed class VerifyingStream : Stream
+{
+    private readonly Stream _inner;
+    private readonly PayloadChecks _checks;
+    private readonly IncrementalHash _md5 = IncrementalHash.CreateHash(HashAlgorithmName.MD5);
+    private readonly IncrementalHash? _sha256;
+    private readonly S3Checksum? _checksum;
+    private long _count;
+    private bool _done;
+
+    public VerifyingStream(Stream inner, PayloadChecks checks)
+    {
+        _inner = inner;
+        _checks = checks;
+        _sha256 = checks.Sha256Hex is not null ? IncrementalHash.CreateHash(HashAlgorithmName.SHA256) : null;
+        _checksum = checks.Checksum is { } a ? S3Checksum.Create(a) : null;
+    }
+
+    /// <summary>MD5 of the whole body, once read to the end.</summary>
+    public byte[]? Md5 { get; private set; }
+
+    /// <summary>Hex MD5 (unquoted), once read to the end.</summary>
+    public string? Md5Hex => Md5 is null ? null : Convert.ToHexStringLower(Md5);
+
+    /// <summary>The verified x-amz-checksum-* header value, if one was sent.</summary>
+    public (ChecksumAlgorithm Algorithm, string Value)? Checksum => _checks.Checksum is { } a && _done ? (a, _checks.ChecksumValue!) : null;
+
+    public long BytesRead => _count;
+
+    /// <summary>The failure that ended reading, if any (the writer may see it wrapped).</summary>
+    public S3Exception? Failure { get; private set; }
+
+    public override bool CanRead => true;
+    public override bool CanSeek => false;
+    public override bool CanWrite => false;
+    public override long Length => _checks.ExpectedLength ?? throw new NotSupportedException();
+    public override long Position { get => _count; set => throw new NotSupportedException(); }
+
+    public override int Read(byte[] buffer, int offset, int count) =>
+        throw new NotSupportedException("request bodies are read asynchronously");
+
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    public override async ValueTask<int> ReadAsync(Memory<byte> destination, CancellationToken cancellationToken = default)
+    {
+        if (Failure is not null)
+        {
+            throw Failure;
+        }
+        if (_done)
+        {
+            return 0;
+        }
+        try
+        {
+            var n = await _inner.ReadAsync(destination, cancellationToken);
+            if (n > 0)
+            {
+                var span = destination.Span[..n];
+                _md5.AppendData(span);
+                _sha256?.AppendData(span);
+                _checksum?.Append(span);
+                _count += n;
+                if (_checks.ExpectedLength is { } max && _count > max)
+                {
+                    throw new S3Exception(S3ErrorCode.InvalidRequest, "The request body is longer than its declared length.");
+                }
+                return n;
+            }
+            if (destination.IsEmpty)
+            {
+                return 0;
+            }
+            Finish();
+            return 0;
+        }
+        catch (S3Exception e)
+        {
+            Failure ??= e;
+            throw;
+        }
+    }
+
+    private void Finish()
+    {
+        if (_checks.ExpectedLength is { } expected && _count != expected)
+        {
+            throw new S3Exception(S3ErrorCode.IncompleteBody, $"You did not provide the number of bytes specified by the Content-Length HTTP header ({_count} of {expected}).");
+        }
+        var md5 = _md5.GetHashAndReset();
+        if (_checks.ContentMd5 is { } want && !CryptographicOperations.FixedTimeEquals(want, md5))
+        {
+            throw new S3Exception(S3ErrorCode.BadDigest, "The Content-MD5 you specified did not match what we received.");
+        }
+        if (_sha256 is not null && Convert.ToHexStringLower(_sha256.GetHashAndReset()) != _checks.Sha256Hex)
+        {
+            throw new S3Exception(S3ErrorCode.XAmzContentSHA256Mismatch, "The provided 'x-amz-content-sha256' header does not match what was computed.");
+        }
+        if (_checksum is not null && _checksum.GetBase64() != _checks.ChecksumValue)
+        {
+            throw AwsChunkedStream.ChecksumMismatch(_checksum.Algorithm);
+        }
+        Md5 = md5;
+        _done = true;
+    }
+
+    public override void Flush() { }
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _md5.Dispose();
+            _sha256?.Dispose();
+            _checksum?.Dispose();
+        }
+        base.Dispose(disposing);
+    }
+}
