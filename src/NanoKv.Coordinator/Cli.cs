@@ -14,7 +14,8 @@ public static class Cli
     /// <summary>`coord serve`: run a coordinator.</summary>
     public static Command Serve()
     {
-        var db = new Option<string>("--db", "--index") { Description = "RocksDB index folder", Required = true };
+        var db = new Option<string>("--db", "--index") { Description = "Local state folder: the RocksDB index (default backend) and ops journals", Required = true };
+        var meta = new Option<string?>("--meta", "--meta-dsn") { Description = "Shared metadata database instead of RocksDB: postgres://user[:password]@host:port/db[?retry_ms=10000]" };
         var replicas = new Option<int>("--replicas") { Description = "Replicas per object (N)", DefaultValueFactory = _ => 3 };
         var volumes = new Option<string?>("--volumes") { Description = "Comma-separated volume URLs known at start (volumes may also join at run time)" };
         var host = new Option<string>("--host") { Description = "Address to bind", DefaultValueFactory = _ => "127.0.0.1" };
@@ -32,7 +33,7 @@ public static class Cli
         var s3 = new S3Cli();
         var cmd = new Command("serve", "Run the coordinator")
         {
-            db, replicas, volumes, host, port, proxy, secret, timeBox, probe, suspect, down, rwKeys, roKeys, tlsCert, tlsKey, verbose,
+            db, meta, replicas, volumes, host, port, proxy, secret, timeBox, probe, suspect, down, rwKeys, roKeys, tlsCert, tlsKey, verbose,
         };
         foreach (var o in s3.All)
         {
@@ -43,6 +44,7 @@ public static class Cli
             var options = new CoordinatorOptions
             {
                 DbDir = p.GetValue(db)!,
+                MetaDsn = p.GetValue(meta),
                 Host = p.GetValue(host)!,
                 Port = p.GetValue(port),
                 Volumes = SplitList(p.GetValue(volumes)),
@@ -191,7 +193,7 @@ public static class Fail
         {
             return await body();
         }
-        catch (Exception ex) when (ex is InvalidOperationException or ArgumentException or IOException)
+        catch (Exception ex) when (ex is InvalidOperationException or ArgumentException or IOException or MetaStoreUnavailableException)
         {
             await Console.Error.WriteLineAsync($"error: {ex.Message}");
             return 2;

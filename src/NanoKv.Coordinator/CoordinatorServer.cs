@@ -16,7 +16,11 @@ namespace NanoKv.Coordinator;
 /// <summary>Settings of one coordinator.</summary>
 public sealed record CoordinatorOptions
 {
+    /// <summary>Local state folder: the RocksDB index (unless <see cref="MetaDsn"/> is set) and the ops journals.</summary>
     public required string DbDir { get; init; }
+
+    /// <summary>Shared metadata database ("postgres://user@host:port/db"); null = embedded RocksDB in <see cref="DbDir"/>.</summary>
+    public string? MetaDsn { get; init; }
 
     public string Host { get; init; } = "127.0.0.1";
 
@@ -56,7 +60,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
     private readonly NativeObjectApi _native;
     private S3Server? _s3;
 
-    private CoordinatorServer(CoordinatorOptions options, WebApplication app, MetaStore store, NodeRegistry nodes, ObjectStore objects, HttpClient http)
+    private CoordinatorServer(CoordinatorOptions options, WebApplication app, IMetaStore store, NodeRegistry nodes, ObjectStore objects, HttpClient http)
     {
         Options = options;
         _app = app;
@@ -69,7 +73,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
 
     public CoordinatorOptions Options { get; }
 
-    public MetaStore Store { get; }
+    public IMetaStore Store { get; }
 
     public NodeRegistry Nodes { get; }
 
@@ -86,7 +90,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
         {
             throw new ArgumentException("--replicas must be at least 1");
         }
-        var store = MetaStore.Open(options.DbDir);
+        var store = MetaBackends.Open(options.MetaDsn, options.DbDir);
         var builder = ServerHost.CreateBuilder("nanokv-coordinator", options.Host, options.Port, options.LogLevel, options.TlsCert, options.TlsKey);
         var app = builder.Build();
         var http = NodeHttp.Create(options.Secret);
@@ -98,6 +102,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
         var server = new CoordinatorServer(options, app, store, nodes, objects, http);
         app.UseRequestMetrics(objects.Metrics);
         app.UseJsonErrors();
+        app.UseMetaUnavailable();
         app.UseClusterSecret(options.Secret);
         new AccessKeys(options.ReadWriteKeys.Count + options.ReadOnlyKeys.Count > 0 && options.Secret is { Length: > 0 } s ? [.. options.ReadWriteKeys, s] : options.ReadWriteKeys, options.ReadOnlyKeys).Use(app); // the secret is a read-write key too (the console signs in with either)
         server.MapRoutes();
@@ -119,7 +124,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
         _background.Add(Task.Run(() => Nodes.ProbeLoopAsync(_stop.Token), CancellationToken.None));
         _background.Add(Task.Run(() => RunRecoveryAsync(_stop.Token), CancellationToken.None));
         _background.Add(Task.Run(() => FinishDeletesLoopAsync(_stop.Token), CancellationToken.None));
-        _app.Logger.LogInformation("coordinator at {Url}, index {Db}, {Replicas} replicas", Url, Options.DbDir, Options.DataPath.Replicas);
+        _app.Logger.LogInformation("coordinator at {Url}, {Backend} metadata, state {Db}, {Replicas} replicas", Url, Store.Backend, Options.DbDir, Options.DataPath.Replicas);
     }
 
     public Task WaitForShutdownAsync(CancellationToken ct = default) => _app.WaitForShutdownAsync(ct);

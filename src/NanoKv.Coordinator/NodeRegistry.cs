@@ -46,7 +46,7 @@ public sealed record HealthSettings
 /// Node inventory and health: volumes join and heartbeat; the coordinator also probes every node's
 /// /healthz, so statically configured volumes need no heartbeat. Status is derived, never stored.
 /// </summary>
-public sealed class NodeRegistry(MetaStore store, HttpClient http, HealthSettings settings, ILogger logger)
+public sealed class NodeRegistry(IMetaStore store, HttpClient http, HealthSettings settings, ILogger logger)
 {
     private readonly ConcurrentDictionary<string, Node> _nodes = new();
     private readonly ConcurrentDictionary<string, byte> _unresolvedUrls = new();

@@ -13,7 +13,7 @@ namespace NanoKv.Coordinator;
 /// index and node registry, so reads and writes keep being served, and metadata updates take the same
 /// per-key locks as PUT/DELETE.
 /// </summary>
-public sealed class OpsJobs(MetaStore store, NodeRegistry nodes, HttpClient http, string journalDir, ILogger logger)
+public sealed class OpsJobs(IMetaStore store, NodeRegistry nodes, HttpClient http, string journalDir, ILogger logger)
 {
     private readonly ConcurrentDictionary<string, Job> _jobs = new();
 

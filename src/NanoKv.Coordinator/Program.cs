@@ -6,6 +6,7 @@ var root = new RootCommand("nanokv coordinator: routes writes, keeps metadata in
 {
     Cli.Serve(),
     Cli.Dev(),
+    MigrateMeta.Command(),
 };
 foreach (var ops in OpsCli.All())
 {

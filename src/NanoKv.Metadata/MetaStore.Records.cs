@@ -40,9 +40,45 @@ public sealed partial class MetaStore
     /// <summary>Several record writes and deletes applied atomically with one WAL sync.</summary>
     public void WriteRecords(Action<RecordBatch> build)
     {
+        var records = new RecordBatch();
+        build(records);
         using var batch = new WriteBatch();
-        build(new RecordBatch(batch));
+        foreach (var (table, key, value) in records.Operations)
+        {
+            if (value is null)
+            {
+                batch.Delete(Concat(Prefix(table), key));
+            }
+            else
+            {
+                batch.Put(Concat(Prefix(table), key), value);
+            }
+        }
         _db.Write(batch, _sync);
+    }
+
+    public bool CompareAndSwapRecord<T>(RecordTable table, byte[] key, T? expected, T? next)
+        where T : class
+    {
+        var full = Concat(Prefix(table), key);
+        lock (_casStripes[Stripe(full, _casStripes.Length)])
+        {
+            var current = _db.Get(full);
+            var matches = expected is null ? current is null : current is not null && current.AsSpan().SequenceEqual(Encode(expected));
+            if (!matches)
+            {
+                return false;
+            }
+            if (next is null)
+            {
+                _db.Remove(full, writeOptions: _sync);
+            }
+            else
+            {
+                _db.Put(full, Encode(next), writeOptions: _sync);
+            }
+            return true;
+        }
     }
 
     /// <summary>
@@ -79,13 +115,5 @@ public sealed partial class MetaStore
             }
             it.Next();
         }
-    }
-
-    /// <summary>Record writes collected for <see cref="WriteRecords"/>.</summary>
-    public sealed class RecordBatch(WriteBatch batch)
-    {
-        public void Put<T>(RecordTable table, ReadOnlySpan<byte> key, T value) => batch.Put(Concat(Prefix(table), key), Encode(value));
-
-        public void Delete(RecordTable table, ReadOnlySpan<byte> key) => batch.Delete(Concat(Prefix(table), key));
     }
 }

@@ -1,5 +1,4 @@
 using System.Text;
-using System.Text.Json;
 using System.Text.Json.Serialization;
 using RocksDbSharp;
 
@@ -41,23 +40,27 @@ public sealed record NodeRecord(string NodeId, string Url);
 /// <summary>
 /// RocksDB metadata. Key layout: "m/"+key → object meta; "p/"+key → marker for pending writes (so restart
 /// finds them without a full scan); "n/"+node id → node record; "s/version" → version high-water mark.
-/// Values are one format byte (1) followed by UTF-8 JSON, so the encoding can evolve.
+/// Values are one format byte (1) followed by UTF-8 JSON, so the encoding can evolve (<see cref="MetaCodec"/>).
 /// </summary>
-public sealed partial class MetaStore : IDisposable
+public sealed partial class MetaStore : IMetaStore
 {
-    private const byte FormatV1 = 1;
     private static readonly byte[] MetaPrefix = "m/"u8.ToArray();
     private static readonly byte[] PendingPrefix = "p/"u8.ToArray();
     private static readonly byte[] NodePrefix = "n/"u8.ToArray();
     private static readonly byte[] OwedDeletePrefix = "d/"u8.ToArray();
     private static readonly byte[] VersionKey = "s/version"u8.ToArray();
-    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
     private readonly RocksDb _db;
     private readonly WriteOptions _sync = new WriteOptions().SetSync(true);
     private readonly WriteOptions _noSync = new WriteOptions().SetSync(false);
     private readonly SemaphoreSlim[] _stripes = [.. Enumerable.Range(0, 256).Select(_ => new SemaphoreSlim(1, 1))];
 
+    // Compare-and-swap takes its own (synchronous, short) stripes, so a caller already holding LockAsync for the
+    // key can still call it without deadlocking.
+    private readonly object[] _casStripes = [.. Enumerable.Range(0, 256).Select(_ => new object())];
+
     private MetaStore(RocksDb db) => _db = db;
+
+    public string Backend => "rocksdb";
 
     /// <summary>Opens (creating) the index; a clear message when another process holds it.</summary>
     public static MetaStore Open(string dir)
@@ -112,29 +115,31 @@ public sealed partial class MetaStore : IDisposable
         return _highWater;
     }
 
+    public void RaiseVersionHighWater(long version)
+    {
+        if (version > VersionHighWater())
+        {
+            _highWater = version;
+            _db.Put(VersionKey, BitConverter.GetBytes(version), writeOptions: _sync);
+        }
+    }
+
     /// <summary>
     /// Per-key lock (striped) for read-check-write sequences. The PUT/DELETE path and the ops commands both
     /// take it, so a repair or rebalance never overwrites metadata a concurrent write just changed.
     /// </summary>
     public async Task<IDisposable> LockAsync(byte[] key)
     {
-        var hash = 17;
-        foreach (var b in key)
-        {
-            hash = (hash * 31) + b;
-        }
-        var s = _stripes[(hash & 0x7fffffff) % _stripes.Length];
+        var s = _stripes[Stripe(key, _stripes.Length)];
         await s.WaitAsync();
         return new Releaser(s);
     }
 
-    /// <summary>Replaces the meta of a key only if it still equals `expected` (same state, upload and version).</summary>
-    public async Task<bool> UpdateIfUnchangedAsync(byte[] key, ObjectMeta expected, ObjectMeta? next)
+    public bool CompareAndSwap(byte[] key, ObjectMeta? expected, ObjectMeta? next)
     {
-        using (await LockAsync(key))
+        lock (_casStripes[Stripe(key, _casStripes.Length)])
         {
-            var current = Get(key);
-            if (current is null || current.State != expected.State || current.UploadId != expected.UploadId || current.Version != expected.Version)
+            if (!MetaCodec.SameWrite(Get(key), expected))
             {
                 return false;
             }
@@ -147,6 +152,26 @@ public sealed partial class MetaStore : IDisposable
                 Put(key, next);
             }
             return true;
+        }
+    }
+
+    private static int Stripe(ReadOnlySpan<byte> key, int count)
+    {
+        var hash = 17;
+        foreach (var b in key)
+        {
+            hash = (hash * 31) + b;
+        }
+        return (hash & 0x7fffffff) % count;
+    }
+
+    /// <summary>Replaces the meta of a key only if it still equals `expected` (same state, upload and version).</summary>
+    public async Task<bool> UpdateIfUnchangedAsync(byte[] key, ObjectMeta expected, ObjectMeta? next)
+    {
+        // LockAsync as before (excludes this process's read-check-write sequences), then the atomic swap.
+        using (await LockAsync(key))
+        {
+            return CompareAndSwap(key, expected, next);
         }
     }
 
@@ -236,23 +261,9 @@ public sealed partial class MetaStore : IDisposable
         public void Dispose() => s.Release();
     }
 
-    private static byte[] Encode<T>(T value)
-    {
-        var json = JsonSerializer.SerializeToUtf8Bytes(value, Json);
-        var buf = new byte[json.Length + 1];
-        buf[0] = FormatV1;
-        json.CopyTo(buf, 1);
-        return buf;
-    }
+    private static byte[] Encode<T>(T value) => MetaCodec.Encode(value);
 
-    private static T Decode<T>(byte[] value)
-    {
-        if (value.Length == 0 || value[0] != FormatV1)
-        {
-            throw new InvalidDataException($"unknown metadata format {(value.Length == 0 ? -1 : value[0])}");
-        }
-        return JsonSerializer.Deserialize<T>(value.AsSpan(1), Json)!;
-    }
+    private static T Decode<T>(byte[] value) => MetaCodec.Decode<T>(value);
 
     private static byte[] Concat(byte[] prefix, ReadOnlySpan<byte> key)
     {

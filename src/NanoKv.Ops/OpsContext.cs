@@ -30,7 +30,7 @@ public sealed class OpsContext : IDisposable
     private readonly int? _crashAfter;
     private int _finished;
 
-    public OpsContext(OpsOptions options, MetaStore store, IReadOnlyList<OpsNode> nodes, VolumeClient volumes, Journal? journal, Report report)
+    public OpsContext(OpsOptions options, IMetaStore store, IReadOnlyList<OpsNode> nodes, VolumeClient volumes, Journal? journal, Report report)
     {
         Options = options;
         Store = store;
@@ -47,7 +47,7 @@ public sealed class OpsContext : IDisposable
 
     public OpsOptions Options { get; }
 
-    public MetaStore Store { get; }
+    public IMetaStore Store { get; }
 
     public IReadOnlyList<OpsNode> Nodes { get; }
 

@@ -204,7 +204,7 @@ public sealed partial class ObjectStore
     };
 
     /// <summary>Under the record's lock: re-checks, writes the new record (fsync'd), returns the replaced one.</summary>
-    private async Task<(StoreResult<S3ObjectRecord> Result, S3ObjectRecord? Previous)> SwitchAsync(byte[] recordKey, S3ObjectRecord record, Func<S3ObjectRecord?, StoreError?> check, Action<MetaStore.RecordBatch>? alsoWrite = null)
+    private async Task<(StoreResult<S3ObjectRecord> Result, S3ObjectRecord? Previous)> SwitchAsync(byte[] recordKey, S3ObjectRecord record, Func<S3ObjectRecord?, StoreError?> check, Action<RecordBatch>? alsoWrite = null)
     {
         using (await store.LockAsync(recordKey))
         {

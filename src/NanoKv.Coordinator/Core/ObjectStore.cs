@@ -11,14 +11,14 @@ namespace NanoKv.Coordinator.Core;
 /// after a partial commit, so a key is either fully written or absent. Front ends (native HTTP, S3) only
 /// translate requests and results; replication, placement and commit live here alone.
 /// </summary>
-public sealed partial class ObjectStore(MetaStore store, NodeRegistry nodes, VolumeClient volumes, VersionClock clock, DataPathSettings settings, string? secret, ILogger logger)
+public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, VolumeClient volumes, VersionClock clock, DataPathSettings settings, string? secret, ILogger logger)
 {
     /// <summary>How long a redirect's presigned volume URL stays valid.</summary>
     private static readonly TimeSpan PresignLifetime = TimeSpan.FromMinutes(5);
 
     public DataPathSettings Settings => settings;
 
-    public MetaStore Meta => store;
+    public IMetaStore Meta => store;
 
     /// <summary>Committed metadata of key, or null when it does not exist (pending and deleted keys do not).</summary>
     public ObjectMeta? Head(byte[] key) => store.Get(key) is { State: ObjectState.Committed } m ? m : null;

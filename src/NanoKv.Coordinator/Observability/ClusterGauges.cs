@@ -23,7 +23,7 @@ public static class ClusterGauges
         "rocksdb.num-files-at-level0",
     ];
 
-    public static void Observe(CoordinatorMetrics metrics, MetaStore store, NodeRegistry nodes, OpsJobs jobs)
+    public static void Observe(CoordinatorMetrics metrics, IMetaStore store, NodeRegistry nodes, OpsJobs jobs)
     {
         metrics.OnScrape(() =>
         {

@@ -54,7 +54,8 @@ public sealed class TestCluster : IAsyncDisposable
         int replicas = 3,
         Func<CoordinatorOptions, CoordinatorOptions>? configure = null,
         string? secret = null,
-        Action<int, string>? prepareVolumeDir = null)
+        Action<int, string>? prepareVolumeDir = null,
+        string? meta = null)
     {
         var cluster = new TestCluster(TempDir.Create("cluster")) { _prepareVolumeDir = prepareVolumeDir };
         try
@@ -66,6 +67,7 @@ public sealed class TestCluster : IAsyncDisposable
             var options = new CoordinatorOptions
             {
                 DbDir = Path.Combine(cluster.Root, "index"),
+                MetaDsn = meta, // null = RocksDB in DbDir; "postgres://…" = PostgreSQL
                 Port = 0,
                 Volumes = cluster.Volumes.Select(v => v!.Url).ToList(),
                 Secret = secret,

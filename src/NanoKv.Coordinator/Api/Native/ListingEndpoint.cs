@@ -36,7 +36,7 @@ public static class ListingEndpoint
     /// <summary>True when the request asks for a listing (a bare "?list" query on "/").</summary>
     public static bool IsListing(HttpContext ctx) => ServerHost.RawPath(ctx) == "/" && RawQuery.Get(ctx, "list") is not null;
 
-    public static IResult Handle(HttpContext ctx, MetaStore store)
+    public static IResult Handle(HttpContext ctx, IMetaStore store)
     {
         if (ctx.Request.Query.Keys.FirstOrDefault(k => !Accepted.Contains(k)) is string unknown)
         {
@@ -56,7 +56,7 @@ public static class ListingEndpoint
     }
 
     /// <summary>Up to limit visible keys after the cursor; next_after is set when more keys may follow.</summary>
-    public static ListedPage Page(MetaStore store, byte[] prefix, byte[]? after, int limit)
+    public static ListedPage Page(IMetaStore store, byte[] prefix, byte[]? after, int limit)
     {
         var keys = new List<ListedObject>(Math.Min(limit, 256));
         var skipped = 0;
