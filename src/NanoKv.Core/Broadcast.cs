@@ -38,10 +38,13 @@ public sealed class Broadcast
         Drain(i);
     }
 
-    /// <summary>Reads src to the end and hands each chunk to every target; OutputError when any target failed.</summary>
+    /// <summary>
+    /// Reads src to the end and hands each chunk to every target; OutputError when any target failed. Each
+    /// chunk is read straight into its own pooled buffer and hashed there (no copy per chunk).
+    /// </summary>
     public async Task<CopyResult> PumpAsync(Stream src, long maxBytes, CancellationToken ct)
     {
-        var result = await StreamCopier.CopyAsync(src, SendAsync, maxBytes, ct);
+        var result = await PumpChunksAsync(src, maxBytes, ct);
         foreach (var ch in _channels)
         {
             if (result.Ok)
@@ -56,10 +59,73 @@ public sealed class Broadcast
         return result;
     }
 
-    private async ValueTask SendAsync(ReadOnlyMemory<byte> data, CancellationToken ct)
+    private async Task<CopyResult> PumpChunksAsync(Stream src, long maxBytes, CancellationToken ct)
     {
-        // The copier reuses its buffer, so each chunk gets its own pooled copy shared by all targets.
-        var chunk = new Chunk(data, _channels.Length);
+        using var hasher = Blake3.Hasher.New();
+        long total = 0;
+        while (true)
+        {
+            var buffer = ArrayPool<byte>.Shared.Rent(StreamCopier.BufferSize);
+            int filled;
+            try
+            {
+                filled = await FillAsync(src, buffer, ct);
+            }
+            catch (OperationCanceledException ex)
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+                return new CopyResult(total, "", CopyStatus.Canceled, ex);
+            }
+            catch (Exception ex)
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+                return new CopyResult(total, "", CopyStatus.InputError, ex);
+            }
+            if (filled == 0)
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+                return new CopyResult(total, hasher.Finalize().ToString(), CopyStatus.Ok, null);
+            }
+            total += filled;
+            if (total > maxBytes)
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+                return new CopyResult(total, "", CopyStatus.InputError, new InvalidDataException($"body is longer than {maxBytes} bytes"));
+            }
+            hasher.Update(buffer.AsSpan(0, filled));
+            try
+            {
+                await SendAsync(new Chunk(buffer, filled, _channels.Length), ct);
+            }
+            catch (OperationCanceledException ex)
+            {
+                return new CopyResult(total, "", CopyStatus.Canceled, ex);
+            }
+            catch (Exception ex)
+            {
+                return new CopyResult(total, "", CopyStatus.OutputError, ex);
+            }
+        }
+    }
+
+    /// <summary>Reads until the buffer is full or the source ends, so targets see few, large writes.</summary>
+    private static async ValueTask<int> FillAsync(Stream src, byte[] buffer, CancellationToken ct)
+    {
+        var filled = 0;
+        while (filled < StreamCopier.BufferSize)
+        {
+            var n = await src.ReadAsync(buffer.AsMemory(filled, StreamCopier.BufferSize - filled), ct);
+            if (n == 0)
+            {
+                break;
+            }
+            filled += n;
+        }
+        return filled;
+    }
+
+    private async ValueTask SendAsync(Chunk chunk, CancellationToken ct)
+    {
         for (var i = 0; i < _channels.Length; i++)
         {
             var writer = _channels[i].Writer;
@@ -95,11 +161,11 @@ public sealed class Broadcast
         private readonly byte[] _buffer;
         private int _refs;
 
-        public Chunk(ReadOnlyMemory<byte> data, int refs)
+        /// <summary>Takes ownership of a pooled buffer; it goes back to the pool after the last Release.</summary>
+        public Chunk(byte[] pooled, int length, int refs)
         {
-            _buffer = ArrayPool<byte>.Shared.Rent(data.Length);
-            data.CopyTo(_buffer);
-            Length = data.Length;
+            _buffer = pooled;
+            Length = length;
             _refs = refs;
         }
 

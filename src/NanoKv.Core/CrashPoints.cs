@@ -29,6 +29,9 @@ public static class CrashPoints
 
     public const string DirFsync = "dir-fsync";
 
+    /// <summary>The coordinator's synced RocksDB write of the committed metadata.</summary>
+    public const string WalSync = "wal-sync";
+
     private static readonly string? CrashAt = Environment.GetEnvironmentVariable("NANOKV_CRASH_AT");
     private static readonly string? SkipSync = Environment.GetEnvironmentVariable("NANOKV_SKIP_SYNC");
 
@@ -44,10 +47,13 @@ public static class CrashPoints
         }
     }
 
+    /// <summary>True when NANOKV_SKIP_SYNC names this sync (mutation testing only).</summary>
+    public static bool Skipped(string name) => SkipSync is not null && string.Equals(SkipSync, name, StringComparison.Ordinal);
+
     /// <summary>Runs a durability call unless NANOKV_SKIP_SYNC names it (mutation testing only).</summary>
     public static void Sync(string name, Action sync)
     {
-        if (SkipSync is null || !string.Equals(SkipSync, name, StringComparison.Ordinal))
+        if (!Skipped(name))
         {
             sync();
         }

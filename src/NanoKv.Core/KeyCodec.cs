@@ -43,11 +43,6 @@ public static class KeyCodec
         {
             return false;
         }
-        if (key.AsSpan().SequenceEqual("ui"u8) || key.AsSpan().StartsWith("ui/"u8))
-        {
-            error = "keys 'ui' and 'ui/...' are reserved for the web console";
-            return false;
-        }
         foreach (var reserved in ReservedKeys)
         {
             if (key.AsSpan().SequenceEqual(Encoding.ASCII.GetBytes(reserved)))
@@ -138,7 +133,7 @@ public static class KeyCodec
     /// Keys that would shadow a top-level route. URL normalisers (System.Uri among them) unescape "%68" to
     /// "h", so no encoding of these keys is safe to send: they are refused instead.
     /// </summary>
-    public static readonly string[] ReservedKeys = ["healthz", "readyz", "metrics"];
+    public static readonly string[] ReservedKeys = ["healthz", "readyz", "metrics", "ui"];
 
     /// <summary>Relative path of a blob: "aa/bb/name", where aa/bb are the first two bytes of BLAKE3(key).</summary>
     public static string BlobRelativePath(ReadOnlySpan<byte> key)

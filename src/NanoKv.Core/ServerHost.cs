@@ -65,6 +65,9 @@ public static class ServerHost
             k.Limits.MaxRequestHeadersTotalSize = 32 * 1024;
             k.Limits.MaxRequestLineSize = 16 * 1024;
         });
+        // Receive straight into a buffer instead of a zero-byte "wait for data" read before each one: bodies
+        // stream in 4 KiB socket reads, so this halves the receive syscalls of a PUT (4 KiB per idle connection).
+        builder.WebHost.UseSockets(o => o.WaitForDataBeforeAllocatingBuffer = false);
         var otlp = Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT");
         if (!string.IsNullOrEmpty(otlp))
         {

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.IO.Pipelines;
 using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
@@ -86,8 +87,22 @@ public sealed class BlobStore
         return meta.ToStatus(uploadId);
     }
 
-    /// <summary>Receives an upload's bytes into its temp file, hashing them, then fsyncs. Re-sending restarts it.</summary>
+    /// <summary>Receives an upload's bytes from a stream (a pull from another volume); see the PipeReader overload.</summary>
     public async Task<UploadResult> ReceiveAsync(string uploadId, Stream body, string? expectedEtag, CancellationToken ct)
+    {
+        var reader = PipeReader.Create(body, new StreamPipeReaderOptions(bufferSize: FileReceiver.BatchSize, leaveOpen: true));
+        try
+        {
+            return await ReceiveAsync(uploadId, reader, expectedEtag, ct);
+        }
+        finally
+        {
+            await reader.CompleteAsync();
+        }
+    }
+
+    /// <summary>Receives an upload's bytes into its temp file, hashing them (fsync'd at commit). Re-sending restarts it.</summary>
+    public async Task<UploadResult> ReceiveAsync(string uploadId, PipeReader body, string? expectedEtag, CancellationToken ct)
     {
         CheckUploadId(uploadId);
         using var active = new ActiveUpload(ct);
@@ -107,15 +122,10 @@ public sealed class BlobStore
         {
             var path = DataPath(uploadId);
             CopyResult result;
-            using (var handle = File.OpenHandle(path, FileMode.Create, FileAccess.Write, FileShare.Read, FileOptions.Asynchronous))
+            // Synchronous handle: page-cache writes are cheaper inline than as a thread-pool hop each.
+            using (var handle = File.OpenHandle(path, FileMode.Create, FileAccess.Write, FileShare.Read))
             {
-                long offset = 0;
-                var limit = meta.ExpectedSize ?? ServerHost.MaxObjectBytes;
-                result = await StreamCopier.CopyAsync(body, async (chunk, c) =>
-                {
-                    await RandomAccess.WriteAsync(handle, chunk, offset, c);
-                    offset += chunk.Length;
-                }, limit, ct);
+                result = await FileReceiver.CopyAsync(body, handle, meta.ExpectedSize ?? ServerHost.MaxObjectBytes, ct);
             }
             if (!result.Ok)
             {

@@ -211,12 +211,9 @@ public sealed class VolumeServer : IAsyncDisposable
         {
             ServerHost.AllowLargeBody(ctx);
             var uploadId = RequireString(ctx, "upload_id");
-            var body = ctx.Request.Body;
-            if (Faults.Take("upload_corrupt") is not null)
-            {
-                body = new CorruptingStream(body);
-            }
-            var result = await Store.ReceiveAsync(uploadId, body, ctx.Request.Query["etag"], ctx.RequestAborted);
+            var result = Faults.Take("upload_corrupt") is not null
+                ? await Store.ReceiveAsync(uploadId, new CorruptingStream(ctx.Request.Body), ctx.Request.Query["etag"], ctx.RequestAborted)
+                : await Store.ReceiveAsync(uploadId, ctx.Request.BodyReader, ctx.Request.Query["etag"], ctx.RequestAborted);
             return Results.Json(result);
         }));
 
@@ -395,13 +392,16 @@ public sealed class VolumeServer : IAsyncDisposable
             ctx.Response.ContentType = "application/octet-stream";
             ctx.Response.Headers.AcceptRanges = "bytes";
             ctx.Response.Headers.ETag = tag!.ToString();
-            await using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1, FileOptions.Asynchronous | FileOptions.SequentialScan);
-            var copy = await StreamCopier.CopyVerifiedAsync(fs, ctx.Response.Body, etag, ctx.RequestAborted);
+            CopyResult copy;
+            using (var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, FileOptions.SequentialScan))
+            {
+                await ctx.Response.StartAsync(ctx.RequestAborted);
+                copy = await VerifiedSend.SendAsync(file, fi.Length, ctx.Response.BodyWriter, etag, ctx.RequestAborted);
+            }
             if (copy.Status == CopyStatus.InputError)
             {
                 _app.Logger.LogError("corrupt blob {Key} on {NodeId}: {Error}; transfer aborted, blob quarantined", KeyCodec.Display(key), NodeId, copy.Error?.Message);
                 Metrics.VerifiedReadFailures.Inc();
-                await fs.DisposeAsync();
                 // Out of blobs/ so no one reads it again; verify then sees a missing replica and repair re-copies it.
                 Store.Quarantine(key);
                 Metrics.Quarantines.Inc();
@@ -412,7 +412,7 @@ public sealed class VolumeServer : IAsyncDisposable
             }
             return Results.Empty;
         }
-        // PhysicalFile uses sendfile and handles Range/If-None-Match.
+        // PhysicalFile handles Range/If-None-Match.
         return Results.File(path, "application/octet-stream", lastModified: fi.LastWriteTimeUtc, entityTag: tag, enableRangeProcessing: true);
     }
 

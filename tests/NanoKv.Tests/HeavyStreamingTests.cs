@@ -4,14 +4,13 @@ using NanoKv.Tests.Infrastructure;
 
 namespace NanoKv.Tests;
 
-/// <summary>Large objects through real processes: bodies stream, memory stays flat.</summary>
-[Trait("Category", "Heavy")]
+/// <summary>Large objects through real processes: bodies stream, memory stays flat. Part of the regular suite.</summary>
 public class HeavyStreamingTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     private const long Size = 300L * 1024 * 1024;
     private const long RssLimit = 150L * 1024 * 1024;
 
-    [HeavyFact]
+    [Fact]
     public async Task A300MbObjectStreamsThroughPutAndGetInFlatMemory()
     {
         var root = TempDir.Create("heavy");

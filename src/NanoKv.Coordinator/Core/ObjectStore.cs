@@ -75,7 +75,7 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
         {
             CrashPoints.Hit(CrashPoint.CoordinatorAfterCommitFanOut);
             var meta = pending with { State = ObjectState.Committed, UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() };
-            store.Put(key, meta);
+            store.Put(key, meta, sync: !CrashPoints.Skipped(CrashPoints.WalSync));
             Metrics.Phase(PutPhase.Metadata, phase);
             return meta;
         }

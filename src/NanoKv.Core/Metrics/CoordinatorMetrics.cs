@@ -24,11 +24,17 @@ public sealed class CoordinatorMetrics : ServerMetrics
 {
     private static readonly string[] PhaseNames = [.. Enum.GetNames<PutPhase>().Select(n => n.ToLowerInvariant())];
 
+    /// <summary>Label children resolved once: the data path indexes an array instead of hashing label values.</summary>
+    private readonly Histogram.Child[] _phases;
+    private readonly Counter.Child[] _phaseFailures;
+
     public CoordinatorMetrics()
     {
         PhaseDuration = Factory.CreateHistogram("nanokv_put_phase_duration_seconds", "time spent in each PUT phase (prepare, upload, commit, metadata)",
             new HistogramConfiguration { LabelNames = ["phase"], Buckets = LatencyBuckets });
         ReplicaFailures = Factory.CreateCounter("nanokv_replica_failures_total", "replica calls that failed during a PUT, by phase", ["phase"]);
+        _phases = [.. PhaseNames.Select(p => PhaseDuration.WithLabels(p))];
+        _phaseFailures = [.. PhaseNames.Select(p => ReplicaFailures.WithLabels(p))];
         Aborts = Factory.CreateCounter("nanokv_put_aborts_total", "PUTs aborted before commit (nothing was written)");
         Rollbacks = Factory.CreateCounter("nanokv_put_rollbacks_total", "partially committed writes rolled back (by a PUT or by recovery)");
         VerifiedReadFailures = Factory.CreateCounter("nanokv_verified_read_failures_total", "proxied reads whose bytes did not match the committed BLAKE3 (transfer cut)");
@@ -81,7 +87,7 @@ public sealed class CoordinatorMetrics : ServerMetrics
     public long Phase(PutPhase phase, long startedTimestamp)
     {
         var now = Stopwatch.GetTimestamp();
-        PhaseDuration.WithLabels(PhaseNames[(int)phase]).Observe(Stopwatch.GetElapsedTime(startedTimestamp, now).TotalSeconds);
+        _phases[(int)phase].Observe(Stopwatch.GetElapsedTime(startedTimestamp, now).TotalSeconds);
         return now;
     }
 
@@ -90,7 +96,7 @@ public sealed class CoordinatorMetrics : ServerMetrics
     {
         if (count > 0)
         {
-            ReplicaFailures.WithLabels(PhaseNames[(int)phase]).Inc(count);
+            _phaseFailures[(int)phase].Inc(count);
         }
     }
 }

@@ -9,7 +9,8 @@ namespace NanoKv.Core.Metrics;
 public static class RequestMetrics
 {
     /// <summary>Register first, before the JSON error handler, so the status recorded is the one the client saw.</summary>
-    public static void UseRequestMetrics(this WebApplication app, ServerMetrics metrics)
+    /// <param name="unrouted">route label of requests no endpoint matched (the S3 listener routes by itself: "s3")</param>
+    public static void UseRequestMetrics(this WebApplication app, ServerMetrics metrics, string unrouted = "unmatched")
     {
         app.Use(async (ctx, next) =>
         {
@@ -20,7 +21,7 @@ public static class RequestMetrics
             }
             finally
             {
-                var route = RouteOf(ctx);
+                var route = RouteOf(ctx, unrouted);
                 var method = ctx.Request.Method;
                 metrics.Requests.WithLabels(route, method, StatusText(ctx.Response.StatusCode)).Inc();
                 metrics.Duration.WithLabels(route, method).Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
@@ -36,14 +37,14 @@ public static class RequestMetrics
         });
     }
 
-    private static string RouteOf(HttpContext ctx) => ctx.GetEndpoint() is RouteEndpoint { RoutePattern.RawText: { } raw }
+    private static string RouteOf(HttpContext ctx, string unrouted) => ctx.GetEndpoint() is RouteEndpoint { RoutePattern.RawText: { } raw }
         ? raw switch
         {
             "/{**key}" => "/{key}",
-            _ when raw.StartsWith("{*", StringComparison.Ordinal) => "unmatched", // the fallback route
+            _ when raw.StartsWith("{*", StringComparison.Ordinal) => unrouted, // the fallback route
             _ => raw,
         }
-        : "unmatched";
+        : unrouted;
 
     // Cached strings for the common codes: no allocation per request.
     private static readonly string[] Codes = [.. Enumerable.Range(0, 600).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture))];

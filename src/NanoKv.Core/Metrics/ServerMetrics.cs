@@ -16,6 +16,9 @@ public class ServerMetrics
     {
         Registry = Prometheus.Metrics.NewCustomRegistry();
         Factory = Prometheus.Metrics.WithCustomRegistry(Registry);
+        // No exemplars: by default every observation looks up the current trace for one, which costs
+        // microseconds per request; traces go to OTLP instead.
+        Factory.ExemplarBehavior = new ExemplarBehavior { DefaultExemplarProvider = (_, _) => Exemplar.None };
         Requests = Factory.CreateCounter("nanokv_http_requests_total", "HTTP requests by route, method and status code", ["route", "method", "status"]);
         Duration = Factory.CreateHistogram("nanokv_http_request_duration_seconds", "HTTP request latency (a PUT includes the replicated, fsync'd write)",
             new HistogramConfiguration { LabelNames = ["route", "method"], Buckets = LatencyBuckets });

@@ -218,6 +218,24 @@ public static class S3Responses
             w.WriteElementString("ETag", ETags.Quote(etag));
         });
 
+    /// <summary>GetBucketAcl/GetObjectAcl: nanokv has no ACLs, so the answer is always "the owner has FULL_CONTROL".</summary>
+    public static byte[] OwnerOnlyAcl(string owner) =>
+        S3Xml.Document("AccessControlPolicy", w =>
+        {
+            w.Owner("Owner", owner);
+            w.WriteStartElement("AccessControlList");
+            w.WriteStartElement("Grant");
+            w.WriteStartElement("Grantee");
+            w.WriteAttributeString("xmlns", "xsi", null, "http://www.w3.org/2001/XMLSchema-instance");
+            w.WriteAttributeString("xsi", "type", "http://www.w3.org/2001/XMLSchema-instance", "CanonicalUser");
+            w.WriteElementString("ID", owner);
+            w.WriteElementString("DisplayName", owner);
+            w.WriteEndElement();
+            w.WriteElementString("Permission", "FULL_CONTROL");
+            w.WriteEndElement();
+            w.WriteEndElement();
+        });
+
     /// <summary>GetBucketLocation: empty element for us-east-1, as AWS answers.</summary>
     public static byte[] LocationConstraint(string region) =>
         S3Xml.Document("LocationConstraint", w =>

@@ -50,7 +50,8 @@ public class ProcessFaultTests
         catch (HttpRequestException)
         {
         }
-        await killed.Task;
+        // The kill fires once 16 MB went out; the upload cannot take longer than the client's own timeout.
+        await killed.Task.WaitAsync(c.Client.Timeout);
         // Not acknowledged: the PUT fails (an error answer, or the connection closed under the upload)
         // and leaves nothing visible.
         Assert.True(put is null || !put.IsSuccessStatusCode, $"{put?.StatusCode}");

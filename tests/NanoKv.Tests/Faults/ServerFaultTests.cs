@@ -253,7 +253,7 @@ public class ServerFaultTests
                 resp.Dispose();
             }
         })).ToArray();
-        await Task.WhenAll(workers);
+        await Task.WhenAll(workers).WaitAsync(c.Client.Timeout);
 
         // Every answer is a definite one: created, conflict (write-once), or deleted.
         Assert.All(ops, o => Assert.Contains(o.Status, o.Kind == "PUT" ? [HttpStatusCode.Created, HttpStatusCode.Conflict] : new[] { HttpStatusCode.NoContent }));
@@ -358,7 +358,7 @@ public class ServerFaultTests
         Assert.True(sw.Elapsed < TimeSpan.FromSeconds(15), $"other clients took {sw.Elapsed} behind the trickle");
         Assert.Equal(big, await c.Client.GetByteArrayAsync($"{c.Url}/download"));
 
-        var sentBeforeCut = await trickling;
+        var sentBeforeCut = await trickling.WaitAsync(TimeSpan.FromSeconds(50)); // the trickle stops itself after 40 s
         Assert.True(sentBeforeCut >= 0, "the server never cut the trickling client off");
         foreach (var key in new[] { "cut", "slow" })
         {

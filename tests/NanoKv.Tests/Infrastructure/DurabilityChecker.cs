@@ -23,9 +23,11 @@ public sealed class DurabilityChecker(IReadOnlyDictionary<string, List<Syscall>>
     {
         foreach (var op in ops)
         {
-            var window = (Start: op.Start - 0.001, End: op.End + 0.001);
-            var answer = coordinator.FirstOrDefault(c => c.IsSend && In(c, window)
-                && c.Args.Contains(op.Kind == "PUT" ? "HTTP/1.1 201" : "HTTP/1.1 204", StringComparison.Ordinal));
+            // strace stamps a call when it enters: after the client sent its request, before the client heard the answer.
+            var window = (op.Start, op.End);
+            var answer = coordinator.FirstOrDefault(c => c.IsSend && In(c, window) && (op.Kind == "PUT"
+                ? c.Args.Contains("HTTP/1.1 201", StringComparison.Ordinal) && c.Args.Contains($"key\\\":\\\"{op.Key}\\\"", StringComparison.Ordinal)
+                : c.Args.Contains("HTTP/1.1 204", StringComparison.Ordinal)));
             if (answer is null)
             {
                 Fail(op, $"no {(op.Kind == "PUT" ? 201 : 204)} sent by the coordinator inside the client's window");

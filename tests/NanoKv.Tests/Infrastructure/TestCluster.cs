@@ -135,12 +135,16 @@ public sealed class TestCluster : IAsyncDisposable
         }
     }
 
-    /// <summary>Starts volume i again on its folder and port, and waits until the coordinator sees it alive.</summary>
-    public async Task StartVolumeAsync(int i)
+    /// <summary>Starts volume i again on its folder and port, and (unless told not to) waits until the coordinator sees it alive.</summary>
+    public async Task StartVolumeAsync(int i, bool waitAlive = true)
     {
         var v = VolumeServer.Create(_volumeOptions[i]);
         await v.StartAsync();
         Volumes[i] = v;
+        if (!waitAlive)
+        {
+            return;
+        }
         await WaitUntilAsync(() => Coordinator.Nodes.StatusOf(v.NodeId) == NodeStatus.Alive, TimeSpan.FromSeconds(10), $"{v.NodeId} alive");
     }
 

@@ -91,7 +91,7 @@ public sealed class ListingTests
             using var resp = await cluster.Client.SendAsync(req);
             Assert.Equal(HttpStatusCode.OK, resp.StatusCode);
         }
-        using var put = new HttpRequestMessage(HttpMethod.Put, $"{cluster.Url}/ui/app.js") { Content = new ByteArrayContent([1]) };
+        using var put = new HttpRequestMessage(HttpMethod.Put, $"{cluster.Url}/ui") { Content = new ByteArrayContent([1]) };
         put.Headers.Add("X-NanoKv-Key", "s3cret");
         using var refused = await cluster.Client.SendAsync(put);
         Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);

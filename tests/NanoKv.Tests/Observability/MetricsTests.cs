@@ -57,10 +57,13 @@ public sealed class MetricsTests
         {
             Assert.False(failed.IsSuccessStatusCode);
         }
+        var hits = 0;
         for (var v = 0; v < 3; v++)
         {
+            hits += await cluster.FaultHitsAsync(v, "upload");
             (await cluster.Admin.DeleteAsync($"{cluster.VolumeUrl(v)}/admin/faults")).EnsureSuccessStatusCode();
         }
+        Assert.True(hits >= 1, "the injected upload fault never fired");
 
         // A corrupt replica on disk: the volume's verified read fails and quarantines it.
         var meta = await cluster.Client.GetFromJsonAsync<JsonElement>($"{cluster.Url}/?list&prefix=load%2F19");
@@ -118,6 +121,14 @@ public sealed class MetricsTests
         Assert.Equal(1, Delta(vols0[hv], vols1[hv], "nanokv_quarantined_blobs_total"));
         Assert.All(vols1, v => Assert.True(PromText.Sum(v, "nanokv_volume_free_bytes") > 0));
         Assert.All(vols1, v => Assert.NotNull(PromText.Sum(v, "nanokv_volume_blobs")));
+
+        // The Grafana dashboard uses exactly the exported names: each of its series exists, each family is charted.
+        var dashboard = await File.ReadAllTextAsync(Path.Combine(PromText.RepoRoot(), "docs", "grafana-dashboard.json"));
+        var charted = System.Text.RegularExpressions.Regex.Matches(dashboard, "nanokv_[a-z0-9_]+").Select(m => m.Value)
+            .Where(n => n != "nanokv_overview").Select(n => System.Text.RegularExpressions.Regex.Replace(n, "_(bucket|sum|count)$", "")).ToHashSet();
+        var exported = PromText.Families(coord1).Concat(vols1.SelectMany(PromText.Families)).ToHashSet();
+        Assert.Empty(charted.Except(exported));
+        Assert.Empty(exported.Except(charted));
     }
 
     private static async Task<string> ScrapeAsync(ProcessCluster cluster, string url)

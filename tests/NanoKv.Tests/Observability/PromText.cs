@@ -26,6 +26,21 @@ public static partial class PromText
         return total;
     }
 
+    /// <summary>Metric families (`# TYPE` lines) whose name starts with nanokv_.</summary>
+    public static IEnumerable<string> Families(string text) =>
+        text.Split('\n').Where(l => l.StartsWith("# TYPE nanokv_", StringComparison.Ordinal)).Select(l => l.Split(' ')[2]);
+
+    /// <summary>The repository root (holds NanoKv.sln), for tests that read docs/ or run scripts/.</summary>
+    public static string RepoRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "NanoKv.sln")))
+        {
+            dir = dir.Parent;
+        }
+        return dir?.FullName ?? throw new InvalidOperationException("repository root (NanoKv.sln) not found");
+    }
+
     [GeneratedRegex(@"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")]
     private static partial Regex Sample();
 

@@ -17,7 +17,7 @@ public sealed class PublishTests
         {
             return; // opt-in, see the summary
         }
-        var repo = RepoRoot();
+        var repo = PromText.RepoRoot();
         var root = TempDir.Create("publish");
         var children = new List<Process>();
         try
@@ -90,15 +90,5 @@ public sealed class PublishTests
         p.BeginOutputReadLine();
         p.BeginErrorReadLine();
         return p;
-    }
-
-    private static string RepoRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "NanoKv.sln")))
-        {
-            dir = dir.Parent;
-        }
-        return dir?.FullName ?? throw new InvalidOperationException("repository root (NanoKv.sln) not found");
     }
 }

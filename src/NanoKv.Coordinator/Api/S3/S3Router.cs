@@ -13,7 +13,7 @@ public sealed class S3Router(ObjectStore store, S3Options options, SigV4Verifier
     /// <summary>Sub-resources nanokv does not implement: answering them as a plain GET/PUT would be a wrong success.</summary>
     private static readonly string[] Unsupported =
     [
-        "acl", "policy", "policyStatus", "cors", "lifecycle", "tagging", "versioning", "versions", "website", "logging", "notification",
+        "policy", "policyStatus", "cors", "lifecycle", "tagging", "versioning", "versions", "website", "logging", "notification",
         "replication", "encryption", "object-lock", "retention", "legal-hold", "torrent", "restore", "select", "accelerate",
         "requestPayment", "ownershipControls", "publicAccessBlock", "analytics", "inventory", "metrics", "intelligent-tiering",
         "attributes", "renameObject", "session", "metadataConfiguration",
@@ -28,6 +28,11 @@ public sealed class S3Router(ObjectStore store, S3Options options, SigV4Verifier
     {
         s3.Parse(options.Domains);
         s3.Auth = verifier.Verify(s3.ToSigV4Request());
+        if (s3.Has("acl") && s3.Bucket.Length > 0)
+        {
+            await AclAsync(s3);
+            return;
+        }
         if (Unsupported.FirstOrDefault(s3.Has) is { } sub)
         {
             throw new S3Exception(S3ErrorCode.NotImplemented, $"The '{sub}' sub-resource is not implemented by nanokv.");
@@ -128,6 +133,21 @@ public sealed class S3Router(ObjectStore store, S3Options options, SigV4Verifier
             default:
                 throw NotImplemented(s3);
         }
+    }
+
+    /// <summary>Reading an ACL answers "owner only" (what nanokv enforces); setting one is not supported.</summary>
+    private async Task AclAsync(S3Context s3)
+    {
+        var bucket = OwnedBucket(s3);
+        if (!HttpMethods.IsGet(s3.Method))
+        {
+            throw new S3Exception(S3ErrorCode.NotImplemented, "ACLs cannot be changed: every bucket and object belongs to the user who created the bucket.");
+        }
+        if (s3.Key.Length > 0 && store.HeadObject(s3.Bucket, s3.KeyBytes) is null)
+        {
+            throw new S3Exception(S3ErrorCode.NoSuchKey, "The specified key does not exist.");
+        }
+        await s3.WriteXmlAsync(NanoKv.S3.Xml.S3Responses.OwnerOnlyAcl(bucket.Owner));
     }
 
     private static S3Exception NotImplemented(S3Context s3) =>

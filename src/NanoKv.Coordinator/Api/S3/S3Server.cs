@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using NanoKv.Coordinator.Core;
 using NanoKv.Core;
+using NanoKv.Core.Metrics;
 using NanoKv.S3;
 using NanoKv.S3.SigV4;
 using NanoKv.S3.Xml;
@@ -56,6 +57,7 @@ public sealed class S3Server : IAsyncDisposable
         var app = builder.Build();
         var router = new S3Router(store, options, new SigV4Verifier(options.Users), app.Logger);
         var server = new S3Server(app, router);
+        app.UseRequestMetrics(store.Metrics, "s3");
         app.Run(server.HandleAsync);
         return server;
     }
