@@ -145,6 +145,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
         {
         }
         await _app.DisposeAsync();
+        await Objects.DrainAsync(TimeSpan.FromSeconds(30));
         Store.Dispose();
         _http.Dispose();
         _stop.Dispose();

@@ -113,8 +113,10 @@ public sealed partial class ObjectStore
         var committedOn = states.Where(s => s.Value == "committed").Select(s => s.Key).ToList();
         if (committedOn.Count == meta.Replicas.Count && meta.Etag.Length > 0)
         {
-            store.Put(key, meta with { State = ObjectState.Committed, UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() });
-            logger.LogInformation("recovered pending {Key}: rolled forward", KeyCodec.Display(key));
+            if (store.CompareAndSwap(key, meta, meta with { State = ObjectState.Committed, UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() }))
+            {
+                logger.LogInformation("recovered pending {Key}: rolled forward", KeyCodec.Display(key));
+            }
             return true;
         }
         await RollBackAsync(key, meta, committedOn, meta.Replicas.Except(committedOn).ToList());
@@ -136,12 +138,15 @@ public sealed partial class ObjectStore
         var holders = committedOn.Concat(others.Where((_, i) => !aborts[i].Ok)).ToList();
         if (holders.Count == 0)
         {
-            store.Remove(key);
+            store.CompareAndSwap(key, pending, null);
             return;
         }
         logger.LogWarning("rolling back {Key}: deleting it on {Holders}", KeyCodec.Display(key), string.Join(", ", holders));
         var version = clock.Next();
-        store.Put(key, pending with { State = ObjectState.Tombstoned, Version = version, Replicas = holders, UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() });
-        await FanOutDeleteAsync(key, holders, version);
+        // Only the coordinator whose swap succeeds fans the deletes out; another one resolved it otherwise.
+        if (store.CompareAndSwap(key, pending, pending with { State = ObjectState.Tombstoned, Version = version, Replicas = holders, UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() }))
+        {
+            await FanOutDeleteAsync(key, holders, version);
+        }
     }
 }

@@ -48,6 +48,10 @@ public sealed partial class ObjectStore
     private readonly Dictionary<string, int> _leases = [];
     private readonly HashSet<string> _retired = [];
 
+    /// <summary>Background deletes of replaced blobs, awaited at shutdown so none touches closed metadata.</summary>
+    private readonly HashSet<Task> _background = [];
+    private bool _draining;
+
     public S3ObjectRecord? HeadObject(string bucket, byte[] key) =>
         store.GetRecord<S3ObjectRecord>(RecordTable.S3Objects, BlobKeys.ObjectRecordKey(bucket, key));
 
@@ -115,12 +119,15 @@ public sealed partial class ObjectStore
         S3ObjectRecord? previous;
         using (await store.LockAsync(recordKey))
         {
-            previous = store.GetRecord<S3ObjectRecord>(RecordTable.S3Objects, recordKey);
-            if (previous is null)
+            do
             {
-                return null;
+                previous = store.GetRecord<S3ObjectRecord>(RecordTable.S3Objects, recordKey);
+                if (previous is null)
+                {
+                    return null;
+                }
             }
-            store.DeleteRecord(RecordTable.S3Objects, recordKey);
+            while (!store.CompareAndSwapRecord<S3ObjectRecord>(RecordTable.S3Objects, recordKey, previous, null));
         }
         Retire(previous.Blobs);
         return previous;
@@ -208,18 +215,31 @@ public sealed partial class ObjectStore
     {
         using (await store.LockAsync(recordKey))
         {
-            var current = store.GetRecord<S3ObjectRecord>(RecordTable.S3Objects, recordKey);
-            if (check(current) is { } refused)
+            while (true)
             {
-                return (refused, null);
+                var current = store.GetRecord<S3ObjectRecord>(RecordTable.S3Objects, recordKey);
+                if (check(current) is { } refused)
+                {
+                    return (refused, null);
+                }
+                record = record with { Version = clock.Next() };
+                if (alsoWrite is not null)
+                {
+                    // Multipart completion also drops the upload's records in the same atomic write (ordered by
+                    // the in-process lock; see docs/metadata-backends.md for several coordinators).
+                    store.WriteRecords(b =>
+                    {
+                        b.Put(RecordTable.S3Objects, recordKey, record);
+                        alsoWrite(b);
+                    });
+                    return (record, current);
+                }
+                // Across coordinators the swap decides: a writer that lost re-reads and re-checks its condition.
+                if (store.CompareAndSwapRecord(RecordTable.S3Objects, recordKey, current, record))
+                {
+                    return (record, current);
+                }
             }
-            record = record with { Version = clock.Next() };
-            store.WriteRecords(b =>
-            {
-                b.Put(RecordTable.S3Objects, recordKey, record);
-                alsoWrite?.Invoke(b);
-            });
-            return (record, current);
         }
     }
 
@@ -288,20 +308,56 @@ public sealed partial class ObjectStore
         {
             return;
         }
-        _ = Task.Run(async () =>
+        lock (_background)
         {
-            foreach (var k in blobKeys)
+            if (_draining)
             {
-                try
-                {
-                    await DeleteAsync(k, CancellationToken.None);
-                }
-                catch (Exception ex)
-                {
-                    logger.LogWarning(ex, "deleting replaced blob {Blob} failed; gc will collect it", KeyCodec.Display(k));
-                }
+                return; // shutting down: the metadata is about to close; gc collects these blobs
             }
-        }, CancellationToken.None);
+            var task = Task.Run(async () =>
+            {
+                foreach (var k in blobKeys)
+                {
+                    try
+                    {
+                        await DeleteAsync(k, CancellationToken.None);
+                    }
+                    catch (Exception ex)
+                    {
+                        logger.LogWarning(ex, "deleting replaced blob {Blob} failed; gc will collect it", KeyCodec.Display(k));
+                    }
+                }
+            }, CancellationToken.None);
+            _background.Add(task);
+            _ = task.ContinueWith(t => Forget(t), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
+    }
+
+    private void Forget(Task task)
+    {
+        lock (_background)
+        {
+            _background.Remove(task);
+        }
+    }
+
+    /// <summary>Waits for background deletes (a bounded time) and starts no new ones; call before closing the metadata.</summary>
+    public async Task DrainAsync(TimeSpan timeout)
+    {
+        Task[] pending;
+        lock (_background)
+        {
+            _draining = true;
+            pending = [.. _background];
+        }
+        try
+        {
+            await Task.WhenAll(pending).WaitAsync(timeout);
+        }
+        catch (TimeoutException)
+        {
+            logger.LogWarning("{Count} background deletes still running at shutdown; gc collects what they miss", pending.Length);
+        }
     }
 
     /// <summary>One blob of a multi-blob read: the front end already chose status and headers.</summary>

@@ -75,7 +75,20 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
         {
             CrashPoints.Hit(CrashPoint.CoordinatorAfterCommitFanOut);
             var meta = pending with { State = ObjectState.Committed, UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() };
-            store.Put(key, meta, sync: !CrashPoints.Skipped(CrashPoints.WalSync));
+            if (CrashPoints.Skipped(CrashPoints.WalSync))
+            {
+                store.Put(key, meta, sync: false); // test-only mutation: the durability checker must notice
+            }
+            else if (!store.CompareAndSwap(key, pending, meta))
+            {
+                // Another coordinator's recovery resolved this pending write first; its verdict stands.
+                var now = store.Get(key);
+                if (now is not { State: ObjectState.Committed } || now.UploadId != pending.UploadId)
+                {
+                    return new StoreError(StoreErrorKind.ReplicaFailed, $"the write of {KeyCodec.Display(key)} was rolled back by a recovering coordinator");
+                }
+                meta = now;
+            }
             Metrics.Phase(PutPhase.Metadata, phase);
             return meta;
         }
@@ -115,7 +128,12 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
                 CreatedMs = now,
                 UpdatedMs = now,
             };
-            store.Put(key, pending);
+            // The lock orders writers in this process; the compare-and-swap orders them across coordinators
+            // sharing the metadata: exactly one reservation of a free key wins.
+            if (!store.CompareAndSwap(key, previous, pending))
+            {
+                return new StoreError(StoreErrorKind.WriteInProgress, $"another write of key {KeyCodec.Display(key)} started meanwhile");
+            }
             return new PendingWrite(this, key, pending, previous, ranked.Skip(n));
         }
     }
@@ -212,14 +230,20 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
         ObjectMeta tomb;
         using (await store.LockAsync(key))
         {
-            var meta = store.Get(key);
-            // A pending write is not visible yet: this DELETE linearizes before it.
-            if (meta is null || meta.State != ObjectState.Committed)
+            while (true)
             {
-                return;
+                var meta = store.Get(key);
+                // A pending write is not visible yet: this DELETE linearizes before it.
+                if (meta is null || meta.State != ObjectState.Committed)
+                {
+                    return;
+                }
+                tomb = meta with { State = ObjectState.Tombstoned, Version = clock.Next(), UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() };
+                if (store.CompareAndSwap(key, meta, tomb))
+                {
+                    break; // else another coordinator changed the key: look again
+                }
             }
-            tomb = meta with { State = ObjectState.Tombstoned, Version = clock.Next(), UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() };
-            store.Put(key, tomb);
         }
         await FanOutDeleteAsync(key, tomb.Replicas, tomb.Version);
     }
@@ -277,14 +301,8 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
     private async Task AbortAsync(byte[] key, ObjectMeta pending, List<string> prepared, ObjectMeta? previous)
     {
         await Task.WhenAll(prepared.Select(id => volumes.AbortAsync(nodes.UrlOf(id)!, pending.UploadId, CancellationToken.None)));
-        if (previous is null)
-        {
-            store.Remove(key);
-        }
-        else
-        {
-            store.Put(key, previous);
-        }
+        // Only if the key still holds this reservation (a recovering coordinator may have resolved it).
+        store.CompareAndSwap(key, pending, previous);
     }
 
     /// <summary>A reserved write; disposing it before <see cref="Settle"/> aborts it (the one abort guard of PUT).</summary>

@@ -107,7 +107,8 @@ public class ProcessFaultTests
         await WaitNothingPendingAsync(c);
         using var get = await c.Client.GetAsync($"{c.Url}/inflight");
         Assert.True(get.StatusCode == HttpStatusCode.NotFound, $"{when}: expected rolled back, got {(int)get.StatusCode}");
-        Assert.Contains("rolled back", c.Coordinator!.Output, StringComparison.Ordinal);
+        // The log line follows the metadata change (and the delete fan-out): wait for it rather than race it.
+        await TestCluster.WaitUntilAsync(() => c.Coordinator!.Output.Contains("rolled back", StringComparison.Ordinal), TimeSpan.FromSeconds(30), "the recovery log says rolled back");
         await TestCluster.WaitUntilAsync(
             () => Enumerable.Range(0, 3).All(i => !Directory.EnumerateFiles(Path.Combine(c.VolumeDir(i), "blobs"), "inflight", SearchOption.AllDirectories).Any()),
             TimeSpan.FromSeconds(30),
