@@ -5,14 +5,13 @@ using NanoKv.Core;
 using NanoKv.Metadata;
 using NanoKv.Ops;
 using NanoKv.Tests.Infrastructure;
+using static NanoKv.Tests.Infrastructure.StoreCalls;
 
 namespace NanoKv.Tests.Ops;
 
 /// <summary>The ops commands cover S3 objects: rebuild brings them back, gc collects what no record refers to, verify finds dangling records.</summary>
 public sealed class OpsS3Tests
 {
-    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
-
     private static OpsOptions Opts(string command, TestCluster c) => new()
     {
         Command = command,
@@ -29,16 +28,16 @@ public sealed class OpsS3Tests
         var s = c.Coordinator.Objects;
         await s.CreateBucketAsync("b", "alice");
         var v2 = Bytes(70_000, 2);
-        await PutAsync(s, "b", "kept", Bytes(50_000, 1));
-        await PutAsync(s, "b", "kept", v2);
-        await PutAsync(s, "b", "gone", Bytes(10, 3));
+        await PutObjectOkAsync(s, "b", "kept", Bytes(50_000, 1));
+        await PutObjectOkAsync(s, "b", "kept", v2);
+        await PutObjectOkAsync(s, "b", "gone", Bytes(10, 3));
         await s.DeleteObjectAsync("b", Key("gone"));
         var old = s.Meta.Scan().Where(m => BlobKeys.IsInternal(m.Key)).ToList();
-        await Until(() => s.Meta.Scan().Count(m => BlobKeys.IsInternal(m.Key) && m.Meta.State == ObjectState.Tombstoned) == 2 && s.Meta.OwedDeleteKeys().Count == 0);
+        await Until(() => s.Meta.Scan().Count(m => BlobKeys.IsInternal(m.Key) && m.Meta.State == ObjectState.Tombstoned) == 2 && s.Meta.OwedDeleteKeys().Count == 0, "blobs deleted");
 
         await c.StopCoordinatorAsync();
         TempDir.Delete(c.Coordinator.Options.DbDir);
-        var report = await OpsCli.RunOfflineAsync(c.Coordinator.Options.DbDir, Opts("rebuild", c), null, null, quiet: true, CancellationToken.None).WaitAsync(Timeout);
+        var report = await OpsCli.RunOfflineAsync(c.Coordinator.Options.DbDir, Opts("rebuild", c), null, null, quiet: true, CancellationToken.None).WaitAsync(CallTimeout);
         await c.StartCoordinatorAsync();
 
         Assert.True(report.Clean, string.Join("\n", report.Details));
@@ -59,16 +58,16 @@ public sealed class OpsS3Tests
         var s = c.Coordinator.Objects;
         await s.CreateBucketAsync("b", "alice");
         var live = Bytes(20_000, 5);
-        await PutAsync(s, "b", "live", live);
+        await PutObjectOkAsync(s, "b", "live", live);
         var upload = s.CreateMultipartUpload("b", Key("mp"), "alice", new ObjectAttributes()).Value!;
-        var part = (await s.UploadPartAsync(new PartPut("b", upload.UploadId, 1, new MemoryStream(Bytes(1000, 6)), 1000) { Md5 = () => "00" }, CancellationToken.None).WaitAsync(Timeout)).Value!;
+        var part = (await s.UploadPartAsync(new PartPut("b", upload.UploadId, 1, new MemoryStream(Bytes(1000, 6)), 1000) { Md5 = () => "00" }, CancellationToken.None).WaitAsync(CallTimeout)).Value!;
         // A blob committed by a PUT whose coordinator died before the record switch: nothing refers to it.
         var orphan = BlobKeys.ForObject("b", Key("crashed"), 42);
-        Assert.True((await s.PutAsync(new PutRequest(orphan, new MemoryStream(Bytes(500, 7)), 500), CancellationToken.None).WaitAsync(Timeout)).Ok);
+        Assert.True((await s.PutAsync(new PutRequest(orphan, new MemoryStream(Bytes(500, 7)), 500), CancellationToken.None).WaitAsync(CallTimeout)).Ok);
 
-        var verify = await OpsCli.RunLiveAsync(c.Url, Opts("verify", c), c.Secret, quiet: true, CancellationToken.None).WaitAsync(Timeout);
+        var verify = await OpsCli.RunLiveAsync(c.Url, Opts("verify", c), c.Secret, quiet: true, CancellationToken.None).WaitAsync(CallTimeout);
         Assert.Equal(0, verify.Count("s3_dangling_records"));
-        var report = await OpsCli.RunLiveAsync(c.Url, Opts("gc", c), c.Secret, quiet: true, CancellationToken.None).WaitAsync(Timeout);
+        var report = await OpsCli.RunLiveAsync(c.Url, Opts("gc", c), c.Secret, quiet: true, CancellationToken.None).WaitAsync(CallTimeout);
 
         Assert.Equal(1, report.Count("s3_uploads_expired"));
         Assert.Equal(2, report.Count("s3_orphan_blobs")); // the aborted upload's part and the crashed PUT's blob
@@ -79,30 +78,4 @@ public sealed class OpsS3Tests
         Assert.Equal(ObjectState.Committed, s.Meta.Get(h.Record.Blobs[0].BlobKey)!.State);
     }
 
-    private static byte[] Key(string k) => Encoding.UTF8.GetBytes(k);
-
-    private static byte[] Bytes(int n, byte seed)
-    {
-        var b = new byte[n];
-        new Random(seed).NextBytes(b);
-        return b;
-    }
-
-    private static async Task PutAsync(ObjectStore s, string bucket, string key, byte[] body)
-    {
-        var r = await s.PutObjectAsync(new ObjectPut(bucket, Key(key), new MemoryStream(body), body.Length)
-        {
-            Etag = () => Convert.ToHexStringLower(MD5.HashData(body)),
-        }, CancellationToken.None).WaitAsync(Timeout);
-        Assert.True(r.Ok, r.Error?.Detail);
-    }
-
-    private static async Task Until(Func<bool> condition)
-    {
-        using var cts = new CancellationTokenSource(Timeout);
-        while (!condition())
-        {
-            await Task.Delay(50, cts.Token);
-        }
-    }
 }

@@ -3,14 +3,13 @@ using System.Text;
 using NanoKv.Coordinator.Core;
 using NanoKv.Metadata;
 using NanoKv.Tests.Infrastructure;
+using static NanoKv.Tests.Infrastructure.StoreCalls;
 
 namespace NanoKv.Tests.S3Model;
 
 /// <summary>The S3 object model of the transport-free store, exercised without HTTP in front of it.</summary>
 public sealed class ObjectStoreS3Tests
 {
-    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
-
     [Fact]
     public async Task BucketsBelongToTheirCreatorAndOnlyEmptyOnesAreDeleted()
     {
@@ -19,12 +18,12 @@ public sealed class ObjectStoreS3Tests
         Assert.True((await s.CreateBucketAsync("photos", "alice")).Ok);
         Assert.Equal(StoreErrorKind.BucketOwnedByYou, (await s.CreateBucketAsync("photos", "alice")).Error!.Kind);
         Assert.Equal(StoreErrorKind.BucketExists, (await s.CreateBucketAsync("photos", "bob")).Error!.Kind);
-        Assert.True((await PutAsync(s, "photos", "a.jpg", Bytes(10, 1))).Ok);
+        Assert.True((await PutObjectAsync(s, "photos", "a.jpg", Bytes(10, 1))).Ok);
         Assert.Equal(StoreErrorKind.BucketNotEmpty, (await s.DeleteBucketAsync("photos"))!.Kind);
         await s.DeleteObjectAsync("photos", Key("a.jpg"));
         Assert.Null(await s.DeleteBucketAsync("photos"));
         Assert.Equal(StoreErrorKind.NoSuchBucket, (await s.DeleteBucketAsync("photos"))!.Kind);
-        Assert.Equal(StoreErrorKind.NoSuchBucket, (await PutAsync(s, "photos", "b", Bytes(1, 1))).Error!.Kind);
+        Assert.Equal(StoreErrorKind.NoSuchBucket, (await PutObjectAsync(s, "photos", "b", Bytes(1, 1))).Error!.Kind);
     }
 
     [Fact]
@@ -35,17 +34,17 @@ public sealed class ObjectStoreS3Tests
         await s.CreateBucketAsync("b", "alice");
         var v1 = Bytes(300_000, 1);
         var v2 = Bytes(200_000, 2);
-        var first = (await PutAsync(s, "b", "k", v1)).Value!;
+        var first = (await PutObjectAsync(s, "b", "k", v1)).Value!;
         using (var reader = (await s.OpenObjectAsync("b", Key("k")))!)
         {
-            var second = (await PutAsync(s, "b", "k", v2)).Value!;
+            var second = (await PutObjectAsync(s, "b", "k", v2)).Value!;
             Assert.NotEqual(first.Etag, second.Etag);
             // The old blob is still readable through the handle opened before the switch.
             Assert.Equal(v1, await ReadAllAsync(s, reader));
             Assert.Equal(ObjectState.Committed, s.Meta.Get(first.Blobs[0].BlobKey)!.State);
         }
         // Released: the replaced blob is deleted now.
-        await Until(() => s.Meta.Get(first.Blobs[0].BlobKey)?.State == ObjectState.Tombstoned);
+        await Until(() => s.Meta.Get(first.Blobs[0].BlobKey)?.State == ObjectState.Tombstoned, "blobs deleted");
         using var now = (await s.OpenObjectAsync("b", Key("k")))!;
         Assert.Equal(v2, await ReadAllAsync(s, now));
     }
@@ -57,14 +56,14 @@ public sealed class ObjectStoreS3Tests
         var s = c.Coordinator.Objects;
         await s.CreateBucketAsync("b", "alice");
         var bodies = Enumerable.Range(1, 4).Select(i => Bytes(100_000, (byte)i)).ToArray();
-        var results = await Task.WhenAll(bodies.Select(b => PutAsync(s, "b", "once", b, WriteCondition.IfNoneMatch))).WaitAsync(Timeout);
+        var results = await Task.WhenAll(bodies.Select(b => PutObjectAsync(s, "b", "once", b, WriteCondition.IfNoneMatch))).WaitAsync(CallTimeout);
         Assert.Single(results, r => r.Ok);
         Assert.All(results.Where(r => !r.Ok), r => Assert.Equal(StoreErrorKind.PreconditionFailed, r.Error!.Kind));
         var winner = results.Single(r => r.Ok).Value!;
         Assert.Equal(winner.Etag, s.HeadObject("b", Key("once"))!.Etag);
         // If-Match is a compare-and-swap on the ETag.
-        Assert.Equal(StoreErrorKind.PreconditionFailed, (await PutAsync(s, "b", "once", Bytes(5, 9), WriteCondition.IfMatch, "0123")).Error!.Kind);
-        Assert.True((await PutAsync(s, "b", "once", Bytes(5, 9), WriteCondition.IfMatch, winner.Etag)).Ok);
+        Assert.Equal(StoreErrorKind.PreconditionFailed, (await PutObjectAsync(s, "b", "once", Bytes(5, 9), WriteCondition.IfMatch, "0123")).Error!.Kind);
+        Assert.True((await PutObjectAsync(s, "b", "once", Bytes(5, 9), WriteCondition.IfMatch, winner.Etag)).Ok);
     }
 
     [Fact]
@@ -76,7 +75,7 @@ public sealed class ObjectStoreS3Tests
         string[] keys = ["a/1", "a/2", "a/3", "b", "c/x/1", "c/y", "d"];
         foreach (var k in keys)
         {
-            Assert.True((await PutAsync(s, "b", k, Bytes(10, 1))).Ok);
+            Assert.True((await PutObjectAsync(s, "b", k, Bytes(10, 1))).Ok);
         }
         var all = s.ListObjects("b", [], null, null, 1000);
         Assert.Equal(keys, all.Objects.Select(o => Encoding.UTF8.GetString(o.Key)));
@@ -139,29 +138,12 @@ public sealed class ObjectStoreS3Tests
         Assert.Equal(StoreErrorKind.EntityTooSmall, (await s.CompleteMultipartUploadAsync("b", upload.UploadId, [(1, r1.Md5Etag), (2, r2.Md5Etag)])).Error!.Kind);
         Assert.Null(await s.AbortMultipartUploadAsync("b", upload.UploadId));
         Assert.Equal(StoreErrorKind.NoSuchUpload, (await s.CompleteMultipartUploadAsync("b", upload.UploadId, [(1, r1.Md5Etag)])).Error!.Kind);
-        await Until(() => s.Meta.Get(r1.BlobKey)?.State == ObjectState.Tombstoned && s.Meta.Get(r2.BlobKey)?.State == ObjectState.Tombstoned);
+        await Until(() => s.Meta.Get(r1.BlobKey)?.State == ObjectState.Tombstoned && s.Meta.Get(r2.BlobKey)?.State == ObjectState.Tombstoned, "blobs deleted");
     }
-
-    private static byte[] Key(string k) => Encoding.UTF8.GetBytes(k);
-
-    private static byte[] Bytes(int n, byte seed)
-    {
-        var b = new byte[n];
-        new Random(seed).NextBytes(b);
-        return b;
-    }
-
-    private static Task<StoreResult<S3ObjectRecord>> PutAsync(ObjectStore s, string bucket, string key, byte[] body, WriteCondition condition = WriteCondition.Overwrite, string? ifMatch = null) =>
-        s.PutObjectAsync(new ObjectPut(bucket, Key(key), new MemoryStream(body), body.Length)
-        {
-            Condition = condition,
-            IfMatchEtag = ifMatch,
-            Etag = () => Convert.ToHexStringLower(MD5.HashData(body)),
-        }, CancellationToken.None).WaitAsync(Timeout);
 
     private static async Task<PartRecord> PartAsync(ObjectStore s, string uploadId, int part, byte[] body)
     {
-        var r = await s.UploadPartAsync(new PartPut("b", uploadId, part, new MemoryStream(body), body.Length) { Md5 = () => Convert.ToHexStringLower(MD5.HashData(body)) }, CancellationToken.None).WaitAsync(Timeout);
+        var r = await s.UploadPartAsync(new PartPut("b", uploadId, part, new MemoryStream(body), body.Length) { Md5 = () => Convert.ToHexStringLower(MD5.HashData(body)) }, CancellationToken.None).WaitAsync(CallTimeout);
         Assert.True(r.Ok, r.Error?.Detail);
         return r.Value!;
     }
@@ -169,20 +151,12 @@ public sealed class ObjectStoreS3Tests
     private static async Task<byte[]> ReadAllAsync(ObjectStore s, ObjectHandle h, long start = 0, long? end = null)
     {
         var sink = new MemorySink();
-        var failed = await s.ReadObjectAsync(h, start, end ?? h.Record.Size - 1, sink, CancellationToken.None).WaitAsync(Timeout);
+        var failed = await s.ReadObjectAsync(h, start, end ?? h.Record.Size - 1, sink, CancellationToken.None).WaitAsync(CallTimeout);
         Assert.Null(failed);
         Assert.False(sink.Aborted);
         return sink.Buffer.ToArray();
     }
 
-    private static async Task Until(Func<bool> condition)
-    {
-        using var cts = new CancellationTokenSource(Timeout);
-        while (!condition())
-        {
-            await Task.Delay(50, cts.Token);
-        }
-    }
 
     private sealed class MemorySink : IObjectSink
     {
