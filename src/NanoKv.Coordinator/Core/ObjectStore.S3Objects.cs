@@ -385,11 +385,17 @@ public sealed partial class ObjectStore
 
         public bool Aborted { get; private set; }
 
-        public bool HasStarted => writer.UnflushedBytes > 0 || _started;
+        /// <summary>Once the body was handed to a copy, bytes may be in the pipe: no failover after that.</summary>
+        public bool HasStarted { get; private set; }
 
-        private bool _started;
-
-        public Stream Body => _started ? _body : Start();
+        public Stream Body
+        {
+            get
+            {
+                HasStarted = true;
+                return _body;
+            }
+        }
 
         public void Begin(int status, long? length, string? contentRange)
         {
@@ -400,11 +406,5 @@ public sealed partial class ObjectStore
         }
 
         public void Abort() => Aborted = true;
-
-        private Stream Start()
-        {
-            _started = true;
-            return _body;
-        }
     }
 }
