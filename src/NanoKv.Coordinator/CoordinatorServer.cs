@@ -1,3 +1,4 @@
+using NanoKv.Core.Hashing;
 using System.Net.Http.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -124,7 +125,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
         _background.Add(Task.Run(() => Nodes.ProbeLoopAsync(_stop.Token), CancellationToken.None));
         _background.Add(Task.Run(() => RunRecoveryAsync(_stop.Token), CancellationToken.None));
         _background.Add(Task.Run(() => FinishDeletesLoopAsync(_stop.Token), CancellationToken.None));
-        _app.Logger.LogInformation("coordinator at {Url}, {Backend} metadata, state {Db}, {Replicas} replicas", Url, Store.Backend, Options.DbDir, Options.DataPath.Replicas);
+        _app.Logger.LogInformation("coordinator at {Url}, {Backend} metadata, state {Db}, {Replicas} replicas, BLAKE3 {Hash}{Why}", Url, Store.Backend, Options.DbDir, Options.DataPath.Replicas, ContentHasher.Backend, ContentHasher.NativeUnavailableReason is { } why ? $" ({why})" : "");
     }
 
     public Task WaitForShutdownAsync(CancellationToken ct = default) => _app.WaitForShutdownAsync(ct);
