@@ -1,4 +1,3 @@
-using NanoKv.Core.Hashing;
 using System.Net.Http.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -9,6 +8,7 @@ using NanoKv.Coordinator.Core;
 using NanoKv.Coordinator.Observability;
 using NanoKv.Coordinator.WebConsole;
 using NanoKv.Core;
+using NanoKv.Core.Hashing;
 using NanoKv.Core.Metrics;
 using NanoKv.Metadata;
 

@@ -1,7 +1,7 @@
-using NanoKv.Core.Hashing;
 using System.Buffers;
 using System.Net;
 using System.Threading.Channels;
+using NanoKv.Core.Hashing;
 
 namespace NanoKv.Core;
 

@@ -1,7 +1,7 @@
-using NanoKv.Core.Hashing;
 using System.Buffers;
 using System.IO.Pipelines;
 using Microsoft.Win32.SafeHandles;
+using NanoKv.Core.Hashing;
 
 namespace NanoKv.Core;
 

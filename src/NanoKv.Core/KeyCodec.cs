@@ -1,5 +1,5 @@
-using NanoKv.Core.Hashing;
 using System.Text;
+using NanoKv.Core.Hashing;
 
 namespace NanoKv.Core;
 

@@ -1,6 +1,6 @@
-using NanoKv.Core.Hashing;
 using System.Buffers.Binary;
 using System.Text;
+using NanoKv.Core.Hashing;
 
 namespace NanoKv.Core;
 

@@ -1,5 +1,5 @@
-using NanoKv.Core.Hashing;
 using System.Buffers;
+using NanoKv.Core.Hashing;
 
 namespace NanoKv.Core;
 

@@ -1,4 +1,3 @@
-using NanoKv.Core.Hashing;
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Net.Http.Json;
@@ -6,6 +5,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using NanoKv.Core;
+using NanoKv.Core.Hashing;
 using NanoKv.Core.Metrics;
 
 namespace NanoKv.Volume;
