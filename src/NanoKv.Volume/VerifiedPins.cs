@@ -43,8 +43,8 @@ public sealed unsafe partial class VerifiedPins : IDisposable
     /// <summary>Why pinning stopped (mlock refused), or null.</summary>
     public string? DisabledReason { get; private set; }
 
-    /// <summary>Default budget: an eighth of physical memory, at most 4 GiB.</summary>
-    public static long DefaultBudget() => Math.Min(4L << 30, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 8);
+    /// <summary>Default budget: a sixteenth of physical memory, at most 2 GiB.</summary>
+    public static long DefaultBudget() => Math.Min(2L << 30, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 16);
 
     /// <summary>
     /// A verified pin of the file now at path (same inode, untouched since it was pinned: size, mtime and
@@ -120,6 +120,16 @@ public sealed unsafe partial class VerifiedPins : IDisposable
             Release(length);
             return null;
         }
+        if (!Resident(addr, length))
+        {
+            // Only pages already in the page cache are pinned: mlock would otherwise read from disk while
+            // holding the process's mmap lock, stalling every other thread's page faults behind it. This read
+            // hashes as usual (and brings the pages in); a later one pins.
+            _ = Native.munmap(addr, (nuint)length);
+            file.Dispose();
+            Release(length);
+            return null;
+        }
         if (Native.mlock(addr, (nuint)length) != 0)
         {
             var errno = Marshal.GetLastPInvokeError();
@@ -175,6 +185,35 @@ public sealed unsafe partial class VerifiedPins : IDisposable
             {
                 RemoveLocked(pin);
             }
+        }
+    }
+
+    /// <summary>True when every page of the mapping is in the page cache (mincore).</summary>
+    private static bool Resident(nint addr, long length)
+    {
+        var pages = (int)((length + Environment.SystemPageSize - 1) / Environment.SystemPageSize);
+        var vec = System.Buffers.ArrayPool<byte>.Shared.Rent(pages);
+        try
+        {
+            fixed (byte* v = vec)
+            {
+                if (Native.mincore(addr, (nuint)length, v) != 0)
+                {
+                    return false;
+                }
+            }
+            for (var i = 0; i < pages; i++)
+            {
+                if ((vec[i] & 1) == 0)
+                {
+                    return false;
+                }
+            }
+            return true;
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(vec);
         }
     }
 
@@ -320,6 +359,9 @@ public sealed unsafe partial class VerifiedPins : IDisposable
 
         [LibraryImport("libc", SetLastError = true)]
         public static partial int munmap(nint addr, nuint length);
+
+        [LibraryImport("libc", SetLastError = true)]
+        public static partial int mincore(nint addr, nuint length, byte* vec);
 
         [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
         public static partial int statx(int dirfd, string path, int flags, uint mask, out StatxBuf buf);
