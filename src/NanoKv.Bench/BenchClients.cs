@@ -84,8 +84,8 @@ public abstract class BenchClient(HttpClient http, string name)
     }
 }
 
-/// <summary>The native API: PUT /{key} (201), GET following the 302 to a replica.</summary>
-public sealed class NativeBenchClient(HttpClient http, string url) : BenchClient(http, "native")
+/// <summary>The native API: PUT /{key} (201), GET following the 302 to a replica, or streamed through the coordinator (?proxy=1).</summary>
+public sealed class NativeBenchClient(HttpClient http, string url, bool proxyGet) : BenchClient(http, "native")
 {
     private string Url(string key) => $"{url}/{Uri.EscapeDataString(key)}";
 
@@ -98,7 +98,7 @@ public sealed class NativeBenchClient(HttpClient http, string url) : BenchClient
 
     public override async Task<string?> GetAsync(string key, long size, CancellationToken ct)
     {
-        using var r = await Http.GetAsync(Url(key), HttpCompletionOption.ResponseHeadersRead, ct);
+        using var r = await Http.GetAsync(Url(key) + (proxyGet ? "?proxy=1" : ""), HttpCompletionOption.ResponseHeadersRead, ct);
         return r.StatusCode == HttpStatusCode.OK ? await DrainAsync(r, size, ct) : $"GET {(int)r.StatusCode}";
     }
 

@@ -49,6 +49,9 @@ public sealed record BenchOptions
     /// <summary>The front end to load: native, S3, or both phase by phase.</summary>
     public BenchApi Api { get; init; } = BenchApi.Native;
 
+    /// <summary>Native GETs streamed through the coordinator (?proxy=1) instead of following the 302: the path S3 GETs always take.</summary>
+    public bool ProxyGet { get; init; }
+
     /// <summary>S3 port of a launched cluster (given generated credentials).</summary>
     public int S3Port { get; init; } = 9000;
 
@@ -172,7 +175,7 @@ public static class BenchRunner
             var clients = new List<BenchClient>();
             if (o.Api != BenchApi.S3)
             {
-                clients.Add(new NativeBenchClient(http, url));
+                clients.Add(new NativeBenchClient(http, url, o.ProxyGet));
             }
             if (s3 is { } e)
             {

@@ -19,6 +19,7 @@ var warmCache = new Option<bool>("--keep-page-cache") { Description = "Do not dr
 var noVerify = new Option<bool>("--no-verify-reads") { Description = "Launch volumes with --no-verify-reads (GETs not hashed on the way out)" };
 var s3 = new Option<bool>("--s3") { Description = "Load the S3 endpoint (path style, SigV4 UNSIGNED-PAYLOAD) instead of the native API; a launched cluster gets an S3 listener with generated credentials" };
 var compare = new Option<bool>("--compare") { Description = "Run every phase through the native API and then S3, back to back, and print S3/native ratios" };
+var proxyGet = new Option<bool>("--proxy-get") { Description = "Native GETs streamed through the coordinator (?proxy=1), as S3 GETs always are, instead of following the 302" };
 var s3Port = new Option<int>("--s3-port") { Description = "S3 port of the launched cluster", DefaultValueFactory = _ => 9000 };
 var s3Endpoint = new Option<string?>("--s3-endpoint") { Description = "With --target: the running coordinator's S3 endpoint URL" };
 var accessKey = new Option<string?>("--access-key") { Description = "With --target: S3 access key (default: $AWS_ACCESS_KEY_ID)" };
@@ -28,7 +29,7 @@ var cold = new Option<string>("--cold") { Description = "Length of the cold PUT 
 var root = new RootCommand("nanokv benchmark: PUT, GET and mixed load against a local or running cluster, compared with the disk's own limits")
 {
     volumes, replicas, coordPort, volumePort, concurrency, duration, count, size, target, data, output, noCeilings, warmCache, noVerify, cold,
-    s3, compare, s3Port, s3Endpoint, accessKey, secretKey,
+    s3, compare, proxyGet, s3Port, s3Endpoint, accessKey, secretKey,
 };
 root.SetAction(async (p, ct) =>
 {
@@ -59,6 +60,7 @@ root.SetAction(async (p, ct) =>
             ColdDuration = TimeSpan.FromSeconds(NanoKv.Ops.OpsOptions.ParseDuration(p.GetValue(cold)!)),
             Api = p.GetValue(compare) ? BenchApi.Compare : p.GetValue(s3) ? BenchApi.S3 : BenchApi.Native,
             S3Port = p.GetValue(s3Port),
+            ProxyGet = p.GetValue(proxyGet),
             S3Endpoint = p.GetValue(s3Endpoint),
             AccessKey = p.GetValue(accessKey) ?? Environment.GetEnvironmentVariable("AWS_ACCESS_KEY_ID"),
             SecretKey = p.GetValue(secretKey) ?? Environment.GetEnvironmentVariable("AWS_SECRET_ACCESS_KEY"),

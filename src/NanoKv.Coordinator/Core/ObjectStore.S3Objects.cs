@@ -206,7 +206,7 @@ public sealed partial class ObjectStore
     {
         WriteCondition.IfNoneMatch when current is not null => new StoreError(StoreErrorKind.PreconditionFailed, "the object exists (If-None-Match: *)"),
         WriteCondition.IfMatch when current is null => new StoreError(StoreErrorKind.NotFound, "the object does not exist (If-Match)"),
-        WriteCondition.IfMatch when current!.Etag != put.IfMatchEtag => new StoreError(StoreErrorKind.PreconditionFailed, $"the object's ETag is {current.Etag}, not {put.IfMatchEtag}"),
+        WriteCondition.IfMatch when put.IfMatchEtag != "*" && current!.Etag != put.IfMatchEtag => new StoreError(StoreErrorKind.PreconditionFailed, $"the object's ETag is {current.Etag}, not {put.IfMatchEtag}"),
         _ => null,
     };
 
