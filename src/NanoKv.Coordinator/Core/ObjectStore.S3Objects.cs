@@ -20,6 +20,9 @@ public sealed record ObjectPut(string Bucket, byte[] Key, Stream Body, long? Len
 
     /// <summary>Checks before commit (Content-MD5, checksums); an error aborts the write.</summary>
     public Func<CopyResult, StoreError?>? BeforeCommit { get; init; }
+
+    /// <summary>The client's verified x-amz-checksum-* (header name, value), asked for once the body has been read (it may come in a trailer).</summary>
+    public Func<(string Name, string Value)?>? Checksum { get; init; }
 }
 
 /// <summary>
@@ -96,7 +99,7 @@ public sealed partial class ObjectStore
             Blobs = [new BlobRef(blobKey, meta.Size, meta.Etag)],
             Size = meta.Size,
             Etag = put.Etag(),
-            Attributes = put.Attributes,
+            Attributes = put.Checksum?.Invoke() is { } checksum ? put.Attributes with { ChecksumName = checksum.Name, ChecksumValue = checksum.Value } : put.Attributes,
             LastModifiedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
         };
         var (switched, previous) = await SwitchAsync(recordKey, record, current => CheckCondition(put, current));
