@@ -1,6 +1,7 @@
 using System.IO.Pipelines;
 using Microsoft.Win32.SafeHandles;
 using NanoKv.Core;
+using NanoKv.Core.Hashing;
 
 namespace NanoKv.Volume;
 
@@ -17,7 +18,7 @@ public static class VerifiedSend
 
     public static async Task<CopyResult> SendAsync(SafeFileHandle file, long length, PipeWriter writer, string expectedEtag, CancellationToken ct)
     {
-        using var hasher = Blake3.Hasher.New();
+        using var hasher = ContentHasher.New();
         long offset = 0;
         try
         {
@@ -41,7 +42,7 @@ public static class VerifiedSend
                 offset += n;
                 if (offset == length)
                 {
-                    var etag = hasher.Finalize().ToString();
+                    var etag = hasher.FinalizeHex();
                     if (!string.Equals(etag, expectedEtag, StringComparison.OrdinalIgnoreCase))
                     {
                         // Not advanced: the last chunk never reaches the client.
@@ -59,7 +60,7 @@ public static class VerifiedSend
                 }
             }
             // Zero-length blob: the hash of nothing must still match.
-            var empty = hasher.Finalize().ToString();
+            var empty = hasher.FinalizeHex();
             return string.Equals(empty, expectedEtag, StringComparison.OrdinalIgnoreCase)
                 ? new CopyResult(0, empty, CopyStatus.Ok, null)
                 : new CopyResult(0, empty, CopyStatus.InputError, new InvalidDataException($"data hashes to {empty}, expected {expectedEtag}"));
@@ -78,7 +79,7 @@ public static class VerifiedSend
     /// Fills the span from the file at offset (page-cache hits make a blocking pread cheaper than a thread hop)
     /// and hashes what was read.
     /// </summary>
-    private static int ReadAndHash(SafeFileHandle file, Span<byte> into, long offset, Blake3.Hasher hasher)
+    private static int ReadAndHash(SafeFileHandle file, Span<byte> into, long offset, ContentHasher hasher)
     {
         var filled = 0;
         while (filled < into.Length)

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using NanoKv.Core;
+using NanoKv.Core.Hashing;
 using NanoKv.Core.Metrics;
 
 namespace NanoKv.Volume;
@@ -99,7 +100,7 @@ public sealed class VolumeServer : IAsyncDisposable
     {
         await _app.StartAsync(ct);
         Url = (Options.PublicUrl ?? ServerHost.BoundAddress(_app).ToString()).TrimEnd('/');
-        _app.Logger.LogInformation("volume {NodeId} serving {Dir} at {Url}", NodeId, Store.Root, Url);
+        _app.Logger.LogInformation("volume {NodeId} serving {Dir} at {Url}, BLAKE3 {Hash}{Why}", NodeId, Store.Root, Url, ContentHasher.Backend, ContentHasher.NativeUnavailableReason is { } why ? $" ({why})" : "");
         if (Options.CoordinatorUrl is not null)
         {
             _heartbeats = Task.Run(() => HeartbeatLoopAsync(_stop.Token), CancellationToken.None);
