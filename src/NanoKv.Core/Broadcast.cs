@@ -41,11 +41,12 @@ public sealed class Broadcast
 
     /// <summary>
     /// Reads src to the end and hands each chunk to every target; OutputError when any target failed. Each
-    /// chunk is read straight into its own pooled buffer and hashed there (no copy per chunk).
+    /// chunk is read straight into its own pooled buffer and hashed there (no copy per chunk). With
+    /// hash=false the result's Etag is empty: the caller takes the targets' own hashes instead.
     /// </summary>
-    public async Task<CopyResult> PumpAsync(Stream src, long maxBytes, CancellationToken ct)
+    public async Task<CopyResult> PumpAsync(Stream src, long maxBytes, CancellationToken ct, bool hash = true)
     {
-        var result = await PumpChunksAsync(src, maxBytes, ct);
+        var result = await PumpChunksAsync(src, maxBytes, hash, ct);
         foreach (var ch in _channels)
         {
             if (result.Ok)
@@ -60,9 +61,9 @@ public sealed class Broadcast
         return result;
     }
 
-    private async Task<CopyResult> PumpChunksAsync(Stream src, long maxBytes, CancellationToken ct)
+    private async Task<CopyResult> PumpChunksAsync(Stream src, long maxBytes, bool hash, CancellationToken ct)
     {
-        using var hasher = ContentHasher.New();
+        using var hasher = hash ? ContentHasher.New() : null;
         long total = 0;
         while (true)
         {
@@ -85,7 +86,7 @@ public sealed class Broadcast
             if (filled == 0)
             {
                 ArrayPool<byte>.Shared.Return(buffer);
-                return new CopyResult(total, hasher.FinalizeHex(), CopyStatus.Ok, null);
+                return new CopyResult(total, hasher?.FinalizeHex() ?? "", CopyStatus.Ok, null);
             }
             total += filled;
             if (total > maxBytes)
@@ -93,7 +94,7 @@ public sealed class Broadcast
                 ArrayPool<byte>.Shared.Return(buffer);
                 return new CopyResult(total, "", CopyStatus.InputError, new InvalidDataException($"body is longer than {maxBytes} bytes"));
             }
-            hasher.Update(buffer.AsSpan(0, filled));
+            hasher?.Update(buffer.AsSpan(0, filled));
             try
             {
                 await SendAsync(new Chunk(buffer, filled, _channels.Length), ct);

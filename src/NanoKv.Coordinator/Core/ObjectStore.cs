@@ -217,8 +217,10 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
             var got = uploads[i].As<UploadResult>();
             if (got is null || got.Size != copy.Bytes || !string.Equals(got.Etag, copy.Etag, StringComparison.Ordinal))
             {
-                return new StoreError(StoreErrorKind.ChecksumMismatch,
-                    $"replica {write.Prepared[i]} stored {got?.Size} bytes with etag {got?.Etag}; expected {copy.Bytes} bytes with etag {copy.Etag}");
+                var expected = copy.Etag.Length > 0
+                    ? $"expected {copy.Bytes} bytes with etag {copy.Etag}"
+                    : $"the replicas disagree ({string.Join(", ", uploads.Select((u, j) => $"{write.Prepared[j]}: {u.As<UploadResult>()?.Size} bytes, etag {u.As<UploadResult>()?.Etag}"))}; {copy.Bytes} bytes were sent)";
+                return new StoreError(StoreErrorKind.ChecksumMismatch, $"replica {write.Prepared[i]} stored {got?.Size} bytes with etag {got?.Etag}; {expected}");
             }
         }
         return null;
@@ -280,7 +282,11 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
             }
             return r;
         })).ToArray();
-        var copy = await broadcast.PumpAsync(body, length ?? ServerHost.MaxObjectBytes, cts.Token);
+        // With two or more replicas each volume's own BLAKE3 of what it fsync'd is the check: they must all
+        // agree (a copy damaged on the way differs from the others), so the coordinator skips its own pass
+        // over the bytes (one of four per PUT). A single replica is checked against the coordinator's hash.
+        var hashHere = targets.Count < 2;
+        var copy = await broadcast.PumpAsync(body, length ?? ServerHost.MaxObjectBytes, cts.Token, hashHere);
         if (!copy.Ok)
         {
             await cts.CancelAsync();
@@ -293,6 +299,14 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
         if (copy.Status == CopyStatus.Canceled && !clientGone.IsCancellationRequested)
         {
             copy = copy with { Status = CopyStatus.OutputError };
+        }
+        if (!hashHere && copy.Ok && results.All(r => r.Ok))
+        {
+            var etags = results.Select(r => r.As<UploadResult>()?.Etag).Distinct(StringComparer.Ordinal).ToList();
+            if (etags is [{ Length: > 0 } agreed])
+            {
+                copy = copy with { Etag = agreed };
+            }
         }
         return (copy, results);
     }

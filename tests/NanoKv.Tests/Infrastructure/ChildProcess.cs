@@ -101,11 +101,19 @@ public sealed class ChildProcess : IDisposable
     }
 
     /// <summary>Peak resident set size (VmHWM) in bytes, from /proc.</summary>
-    public long PeakRssBytes()
+    public long PeakRssBytes() => StatusBytes("VmHWM:");
+
+    /// <summary>
+    /// Resident anonymous memory now (RssAnon: heaps, buffers), without file pages the process maps — a
+    /// volume's verified pins are page cache, bounded by --pin-bytes, not memory a request allocates.
+    /// </summary>
+    public long AnonRssBytes() => _process.HasExited ? -1 : StatusBytes("RssAnon:");
+
+    private long StatusBytes(string field)
     {
         foreach (var line in File.ReadLines($"/proc/{_process.Id}/status"))
         {
-            if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+            if (line.StartsWith(field, StringComparison.Ordinal))
             {
                 return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
             }
