@@ -45,6 +45,22 @@ public sealed record BenchOptions
 
     /// <summary>Length of the cold PUT and GET phases run right after a launched cluster can take writes (zero: none).</summary>
     public TimeSpan ColdDuration { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>The front end to load: native, S3, or both phase by phase.</summary>
+    public BenchApi Api { get; init; } = BenchApi.Native;
+
+    /// <summary>Native GETs streamed through the coordinator (?proxy=1) instead of following the 302: the path S3 GETs always take.</summary>
+    public bool ProxyGet { get; init; }
+
+    /// <summary>S3 port of a launched cluster (given generated credentials).</summary>
+    public int S3Port { get; init; } = 9000;
+
+    /// <summary>With --target: the running coordinator's S3 endpoint and credentials.</summary>
+    public string? S3Endpoint { get; init; }
+
+    public string? AccessKey { get; init; }
+
+    public string? SecretKey { get; init; }
 }
 
 /// <summary>Latency and throughput of one phase.</summary>
@@ -68,7 +84,18 @@ public sealed record PhaseResult(
     /// <summary>Cluster CPU-seconds per GiB of object bytes moved by successful requests.</summary>
     [JsonPropertyName("cpu_seconds_per_gib")]
     public double? CpuSecondsPerGib { get; init; }
+
+    /// <summary>"native" or "s3".</summary>
+    [JsonPropertyName("api")]
+    public string Api { get; init; } = "native";
 }
+
+/// <summary>One warm phase through both front ends: S3 MB/s over native MB/s.</summary>
+public sealed record ApiRatio(
+    [property: JsonPropertyName("phase")] string Phase,
+    [property: JsonPropertyName("native_mb_per_sec")] double NativeMbPerSec,
+    [property: JsonPropertyName("s3_mb_per_sec")] double S3MbPerSec,
+    [property: JsonPropertyName("s3_over_native")] double Ratio);
 
 /// <summary>The machine's own limits for the same bytes.</summary>
 public sealed record Ceilings(
@@ -86,7 +113,16 @@ public sealed record BenchResult(
     [property: JsonPropertyName("put_pct_of_write_ceiling")] double? PutPct,
     [property: JsonPropertyName("get_pct_of_read_ceiling")] double? GetPct,
     [property: JsonPropertyName("peak_rss_bytes")] Dictionary<string, long> PeakRss,
-    [property: JsonPropertyName("machine")] string Machine);
+    [property: JsonPropertyName("machine")] string Machine)
+{
+    [JsonPropertyName("api")]
+    [JsonConverter(typeof(JsonStringEnumConverter<BenchApi>))]
+    public BenchApi Api { get; init; }
+
+    /// <summary>Only in compare mode.</summary>
+    [JsonPropertyName("s3_vs_native")]
+    public List<ApiRatio>? S3VsNative { get; init; }
+}
 
 public sealed record BenchOptionsDto(int Volumes, int Replicas, int Concurrency, double DurationSecs, int Count, long Size, string? Target);
 
@@ -97,8 +133,8 @@ public sealed record BenchOptionsDto(int Volumes, int Replicas, int Concurrency,
 /// </summary>
 public static class BenchRunner
 {
-    private const int BlockSize = 1024 * 1024;
-    private static readonly byte[] Block = RandomNumberGenerator.GetBytes(BlockSize);
+    internal const int BlockSize = 1024 * 1024;
+    internal static readonly byte[] Block = RandomNumberGenerator.GetBytes(BlockSize);
 
     public static async Task<BenchResult> RunAsync(BenchOptions o, Action<string> log, CancellationToken ct)
     {
@@ -108,16 +144,25 @@ public static class BenchRunner
         LocalCluster? cluster = null;
         try
         {
+            var wantsS3 = o.Api != BenchApi.Native;
             string url;
+            (string Endpoint, string AccessKey, string SecretKey)? s3 = null;
             if (o.Target is null)
             {
-                log($"launching {o.Volumes} volumes + coordinator (replicas {o.Replicas}) on 127.0.0.1:{o.CoordPort}.. in {dataDir}");
-                cluster = await LocalCluster.StartAsync(dataDir, o.Volumes, o.Replicas, o.CoordPort, o.VolumeStartPort, o.NoVerifyReads, ct);
+                log($"launching {o.Volumes} volumes + coordinator (replicas {o.Replicas}) on 127.0.0.1:{o.CoordPort}.." + (wantsS3 ? $", S3 on :{o.S3Port}" : "") + $" in {dataDir}");
+                cluster = await LocalCluster.StartAsync(dataDir, o.Volumes, o.Replicas, o.CoordPort, o.VolumeStartPort, o.NoVerifyReads, wantsS3 ? o.S3Port : null, ct);
                 url = cluster.CoordinatorUrl;
+                s3 = cluster.S3;
             }
             else
             {
                 url = o.Target.TrimEnd('/');
+                if (wantsS3)
+                {
+                    s3 = o.S3Endpoint is not null && o.AccessKey is not null && o.SecretKey is not null
+                        ? (o.S3Endpoint, o.AccessKey, o.SecretKey)
+                        : throw new InvalidOperationException("--s3 against --target needs --s3-endpoint, --access-key and --secret-key");
+                }
             }
             using var http = new HttpClient(new SocketsHttpHandler
             {
@@ -126,70 +171,31 @@ public static class BenchRunner
                 AllowAutoRedirect = true,
             })
             { Timeout = TimeSpan.FromMinutes(30) };
-            // Health can say "ok" before the coordinator has probed its volumes: only an accepted write proves
-            // the cluster can take the load, so no phase starts before one.
-            var ready = await WaitForWritesAsync(http, url, ct);
-            log($"cluster takes writes ({ready.TotalSeconds:0.0}s after launch)");
             var run = Guid.NewGuid().ToString("N")[..8];
-            var phases = new List<PhaseResult>();
-            var written = new List<string>();
-            Func<int, CancellationToken, Task<string?>> put = async (i, c) =>
+            var clients = new List<BenchClient>();
+            if (o.Api != BenchApi.S3)
             {
-                var key = $"bench%2F{run}%2F{i}";
-                using var content = new PatternContent(o.Size);
-                using var r = await http.PutAsync($"{url}/{key}", content, c);
-                if (r.StatusCode != HttpStatusCode.Created)
-                {
-                    return $"PUT {(int)r.StatusCode} {await r.Content.ReadAsStringAsync(c)}";
-                }
-                lock (written)
-                {
-                    written.Add(key);
-                }
-                return null;
-            };
-            var next = 0;
-            if (cluster is not null && o.ColdDuration > TimeSpan.Zero)
-            {
-                // Cold: the first seconds of a fresh cluster (JIT, connection pools, caches all new), as a user sees them.
-                log($"COLD PUT+GET, {o.ColdDuration.TotalSeconds:0}s each, right after start");
-                var coldPut = await PhaseAsync("cold-put", o with { Duration = o.ColdDuration }, cluster, ct, (i, c) => put(i, c));
-                phases.Add(coldPut);
-                next = (int)coldPut.Requests;
-                var coldKeys = written.ToArray();
-                if (coldKeys.Length > 0)
-                {
-                    phases.Add(await PhaseAsync("cold-get", o with { Duration = o.ColdDuration, Count = int.MaxValue }, cluster, ct,
-                        (i, c) => GetAsync(http, $"{url}/{coldKeys[i % coldKeys.Length]}", o.Size, c)));
-                }
+                clients.Add(new NativeBenchClient(http, url, o.ProxyGet));
             }
-
-            log($"PUT  {Human(o.Size)} objects, concurrency {o.Concurrency}, ≤{o.Count} objects / ≤{o.Duration.TotalSeconds:0}s");
-            var warmFrom = written.Count;
-            var putBase = next;
-            phases.Add(await PhaseAsync("put", o, cluster, ct, (i, c) => put(putBase + i, c)));
-            var warm = written.Skip(warmFrom).ToList();
-            if (warm.Count == 0)
+            if (s3 is { } e)
             {
-                throw new InvalidOperationException($"no PUT succeeded: {phases[^1].FirstError}");
+                clients.Add(new S3BenchClient(http, e.Endpoint, e.AccessKey, e.SecretKey, $"bench-{run}"));
             }
-            var putPhase = phases[^1];
-            var cold = o.DropCaches && DropCaches();
-            log($"GET  {warm.Count} objects" + (cold ? " (page cache dropped first)" : ""));
-            phases.Add(await PhaseAsync("get", o with { Count = warm.Count }, cluster, ct, (i, c) => GetAsync(http, $"{url}/{warm[i % warm.Count]}", o.Size, c)));
-            var getPhase = phases[^1];
-            log("MIXED 50% PUT / 50% GET");
-            var mixedBase = putBase + warm.Count + 1;
-            phases.Add(await PhaseAsync("mixed", o, cluster, ct, (i, c) => i % 2 == 0
-                ? PutAsync(http, $"{url}/bench%2F{run}%2Fm{mixedBase + i}", o.Size, c)
-                : GetAsync(http, $"{url}/{warm[i % warm.Count]}", o.Size, c)));
+            foreach (var c in clients)
+            {
+                var ready = await c.WaitForWritesAsync(ct);
+                log($"{c.Name} endpoint takes writes ({ready.TotalSeconds:0.0}s after launch)");
+            }
+            var phases = await RunPhasesAsync(o, clients, cluster, run, log, ct);
+            var putPhase = phases.First(p => p.Phase == "put");
+            var getPhase = phases.First(p => p.Phase == "get");
 
             var rss = cluster?.PeakRss() ?? [];
             Ceilings? ceilings = null;
             double? putPct = null, getPct = null;
             if (!o.SkipCeilings)
             {
-                var bytes = Math.Min(warm.Count * o.Size, 2L * 1024 * 1024 * 1024);
+                var bytes = Math.Min(getPhase.Requests * o.Size, 2L * 1024 * 1024 * 1024);
                 log($"ceilings: fsync'd writes of {Human(bytes)} × {o.Replicas} replicas (1 writer, then several), then reads, in {dataDir}");
                 ceilings = MeasureCeilings(dataDir, o, bytes);
                 putPct = 100 * putPhase.MbPerSec / ceilings.WriteMbPerSec;
@@ -197,7 +203,11 @@ public static class BenchRunner
             }
             var result = new BenchResult(
                 new BenchOptionsDto(o.Volumes, o.Replicas, o.Concurrency, o.Duration.TotalSeconds, o.Count, o.Size, o.Target),
-                phases, ceilings, putPct, getPct, rss, $"{Environment.ProcessorCount} cores, {Environment.OSVersion}");
+                phases, ceilings, putPct, getPct, rss, $"{Environment.ProcessorCount} cores, {Environment.OSVersion}")
+            {
+                Api = o.Api,
+                S3VsNative = o.Api == BenchApi.Compare ? Ratios(phases) : null,
+            };
             if (!string.IsNullOrEmpty(o.OutFile))
             {
                 Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(o.OutFile))!);
@@ -224,6 +234,80 @@ public static class BenchRunner
         }
     }
 
+    /// <summary>
+    /// Cold PUT+GET (first front end only: the cluster is fresh once), then PUT, GET and mixed. With several front ends
+    /// each phase runs for each of them back to back, so the machine's drift between the two figures is as small as it gets.
+    /// </summary>
+    private static async Task<List<PhaseResult>> RunPhasesAsync(BenchOptions o, List<BenchClient> clients, LocalCluster? cluster, string run, Action<string> log, CancellationToken ct)
+    {
+        var phases = new List<PhaseResult>();
+        var written = clients.ToDictionary(c => c, _ => new List<string>());
+        Func<int, CancellationToken, Task<string?>> Put(BenchClient c, string tag) => async (i, t) =>
+        {
+            var key = $"bench/{run}/{tag}{i}";
+            var error = await c.PutAsync(key, o.Size, t);
+            if (error is null)
+            {
+                lock (written[c])
+                {
+                    written[c].Add(key);
+                }
+            }
+            return error;
+        };
+        PhaseResult Tag(PhaseResult p, BenchClient c) => p with { Api = c.Name };
+        if (cluster is not null && o.ColdDuration > TimeSpan.Zero)
+        {
+            // Cold: the first seconds of a fresh cluster (JIT, connection pools, caches all new), as a user sees them.
+            var c = clients[0];
+            log($"COLD PUT+GET ({c.Name}), {o.ColdDuration.TotalSeconds:0}s each, right after start");
+            var coldPut = Tag(await PhaseAsync("cold-put", o with { Duration = o.ColdDuration }, cluster, ct, Put(c, "c")), c);
+            phases.Add(coldPut);
+            var coldKeys = written[c].ToArray();
+            if (coldKeys.Length > 0)
+            {
+                phases.Add(Tag(await PhaseAsync("cold-get", o with { Duration = o.ColdDuration, Count = int.MaxValue }, cluster, ct,
+                    (i, t) => c.GetAsync(coldKeys[i % coldKeys.Length], o.Size, t)), c));
+            }
+        }
+        var warm = new Dictionary<BenchClient, List<string>>();
+        foreach (var c in clients)
+        {
+            log($"PUT  {Human(o.Size)} objects ({c.Name}), concurrency {o.Concurrency}, ≤{o.Count} objects / ≤{o.Duration.TotalSeconds:0}s");
+            var from = written[c].Count;
+            phases.Add(Tag(await PhaseAsync("put", o, cluster, ct, Put(c, "")), c));
+            warm[c] = written[c].Skip(from).ToList();
+            if (warm[c].Count == 0)
+            {
+                throw new InvalidOperationException($"no {c.Name} PUT succeeded: {phases[^1].FirstError}");
+            }
+        }
+        foreach (var c in clients)
+        {
+            var keys = warm[c];
+            var cold = o.DropCaches && DropCaches();
+            log($"GET  {keys.Count} objects ({c.Name})" + (cold ? " (page cache dropped first)" : ""));
+            phases.Add(Tag(await PhaseAsync("get", o with { Count = keys.Count }, cluster, ct, (i, t) => c.GetAsync(keys[i % keys.Count], o.Size, t)), c));
+        }
+        foreach (var c in clients)
+        {
+            var keys = warm[c];
+            log($"MIXED 50% PUT / 50% GET ({c.Name})");
+            var put = Put(c, "m");
+            phases.Add(Tag(await PhaseAsync("mixed", o, cluster, ct, (i, t) => i % 2 == 0 ? put(i, t) : c.GetAsync(keys[i % keys.Count], o.Size, t)), c));
+        }
+        return phases;
+    }
+
+    /// <summary>S3 throughput over native per warm phase (1.0 = as fast).</summary>
+    private static List<ApiRatio> Ratios(List<PhaseResult> phases) =>
+        phases.Where(p => p.Api == "s3" && !p.Phase.StartsWith("cold", StringComparison.Ordinal))
+            .Select(s3 => (s3, native: phases.FirstOrDefault(p => p.Api == "native" && p.Phase == s3.Phase)))
+            .Where(x => x.native is { MbPerSec: > 0 })
+            .Select(x => new ApiRatio(x.s3.Phase, x.native!.MbPerSec, x.s3.MbPerSec, Math.Round(x.s3.MbPerSec / x.native.MbPerSec, 3)))
+            .ToList();
+
+
     public static string Human(long bytes) => bytes >= 1L << 30 ? $"{bytes / (double)(1L << 30):0.##} GiB" : bytes >= 1 << 20 ? $"{bytes / (double)(1 << 20):0.##} MiB" : $"{bytes / 1024.0:0.##} KiB";
 
     /// <summary>Parses 16MiB, 1GiB, 512KiB, 2MB or plain bytes.</summary>
@@ -239,38 +323,6 @@ public static class BenchRunner
             }
         }
         return long.Parse(s, System.Globalization.CultureInfo.InvariantCulture);
-    }
-
-    private static async Task<string?> PutAsync(HttpClient http, string url, long size, CancellationToken ct)
-    {
-        using var content = new PatternContent(size);
-        using var r = await http.PutAsync(url, content, ct);
-        return r.StatusCode == HttpStatusCode.Created ? null : $"PUT {(int)r.StatusCode}";
-    }
-
-    private static async Task<string?> GetAsync(HttpClient http, string url, long size, CancellationToken ct)
-    {
-        using var r = await http.GetAsync(url, HttpCompletionOption.ResponseHeadersRead, ct);
-        if (r.StatusCode != HttpStatusCode.OK)
-        {
-            return $"GET {(int)r.StatusCode}";
-        }
-        await using var body = await r.Content.ReadAsStreamAsync(ct);
-        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(256 * 1024);
-        long total = 0;
-        try
-        {
-            int n;
-            while ((n = await body.ReadAsync(buffer, ct)) > 0)
-            {
-                total += n;
-            }
-        }
-        finally
-        {
-            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
-        }
-        return total == size ? null : $"GET returned {total} bytes, expected {size}";
     }
 
     /// <summary>Runs op(i) from `concurrency` workers until Count ops or Duration, whichever comes first.</summary>
@@ -417,57 +469,31 @@ public static class BenchRunner
             return false;
         }
     }
+}
 
-    /// <summary>Waits until a real PUT is accepted (then deletes it); returns how long that took.</summary>
-    private static async Task<TimeSpan> WaitForWritesAsync(HttpClient http, string url, CancellationToken ct)
+/// <summary>A request body of `size` bytes cut from one random 1 MiB block: streamed, Content-Length known.</summary>
+internal sealed class PatternContent(long size) : HttpContent
+{
+    private const int BlockSize = BenchRunner.BlockSize;
+    private static readonly byte[] Block = BenchRunner.Block;
+
+    protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
+        await SerializeToStreamAsync(stream, context, CancellationToken.None);
+
+    protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
     {
-        var sw = Stopwatch.StartNew();
-        var key = $"bench-ready-{Guid.NewGuid():N}";
-        string last = "no answer";
-        while (sw.Elapsed < TimeSpan.FromSeconds(60))
+        long sent = 0;
+        while (sent < size)
         {
-            try
-            {
-                using var attempt = CancellationTokenSource.CreateLinkedTokenSource(ct);
-                attempt.CancelAfter(TimeSpan.FromSeconds(10));
-                using var r = await http.PutAsync($"{url}/{key}", new ByteArrayContent("ready"u8.ToArray()), attempt.Token);
-                if (r.StatusCode == HttpStatusCode.Created)
-                {
-                    using var d = await http.DeleteAsync($"{url}/{key}", ct);
-                    return sw.Elapsed;
-                }
-                last = $"PUT {(int)r.StatusCode} {await r.Content.ReadAsStringAsync(ct)}";
-            }
-            catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException && !ct.IsCancellationRequested)
-            {
-                last = ex.Message;
-            }
-            await Task.Delay(100, ct);
+            var n = (int)Math.Min(BlockSize, size - sent);
+            await stream.WriteAsync(Block.AsMemory(0, n), cancellationToken);
+            sent += n;
         }
-        throw new TimeoutException($"the cluster at {url} accepted no write within 60 s (last answer: {last})");
     }
 
-    /// <summary>A request body of `size` bytes cut from the random block: streamed, Content-Length known.</summary>
-    private sealed class PatternContent(long size) : HttpContent
+    protected override bool TryComputeLength(out long length)
     {
-        protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
-            await SerializeToStreamAsync(stream, context, CancellationToken.None);
-
-        protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
-        {
-            long sent = 0;
-            while (sent < size)
-            {
-                var n = (int)Math.Min(BlockSize, size - sent);
-                await stream.WriteAsync(Block.AsMemory(0, n), cancellationToken);
-                sent += n;
-            }
-        }
-
-        protected override bool TryComputeLength(out long length)
-        {
-            length = size;
-            return true;
-        }
+        length = size;
+        return true;
     }
 }

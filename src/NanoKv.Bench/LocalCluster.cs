@@ -14,7 +14,10 @@ public sealed class LocalCluster : IAsyncDisposable
 
     public string CoordinatorUrl { get; private set; } = "";
 
-    public static async Task<LocalCluster> StartAsync(string dataDir, int volumes, int replicas, int coordPort, int volumeStartPort, bool noVerifyReads, CancellationToken ct)
+    /// <summary>The S3 listener and its generated user, when one was asked for.</summary>
+    public (string Endpoint, string AccessKey, string SecretKey)? S3 { get; private set; }
+
+    public static async Task<LocalCluster> StartAsync(string dataDir, int volumes, int replicas, int coordPort, int volumeStartPort, bool noVerifyReads, int? s3Port, CancellationToken ct)
     {
         var cluster = new LocalCluster(dataDir);
         try
@@ -27,8 +30,15 @@ public sealed class LocalCluster : IAsyncDisposable
                 await cluster.StartAsync($"volume{i + 1}", "volume.dll", port, ct, noVerifyReads ? [.. args, "--no-verify-reads"] : args);
                 urls.Add($"http://127.0.0.1:{port}");
             }
-            await cluster.StartAsync("coordinator", "coord.dll", coordPort, ct, "serve", "--db", Path.Combine(dataDir, "index"),
-                "--replicas", replicas.ToString(CultureInfo.InvariantCulture), "--volumes", string.Join(',', urls), "--port", coordPort.ToString(CultureInfo.InvariantCulture));
+            string[] coordArgs = ["serve", "--db", Path.Combine(dataDir, "index"),
+                "--replicas", replicas.ToString(CultureInfo.InvariantCulture), "--volumes", string.Join(',', urls), "--port", coordPort.ToString(CultureInfo.InvariantCulture)];
+            if (s3Port is { } sp)
+            {
+                var (ak, sk) = NanoKv.S3.S3Users.Generate();
+                coordArgs = [.. coordArgs, "--s3-port", sp.ToString(CultureInfo.InvariantCulture), "--s3-users", $"{ak}:{sk}"];
+                cluster.S3 = ($"http://127.0.0.1:{sp}", ak, sk);
+            }
+            await cluster.StartAsync("coordinator", "coord.dll", coordPort, ct, coordArgs);
             cluster.CoordinatorUrl = $"http://127.0.0.1:{coordPort}";
             return cluster;
         }

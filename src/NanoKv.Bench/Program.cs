@@ -17,11 +17,19 @@ var output = new Option<string?>("--out") { Description = "JSON result file (def
 var noCeilings = new Option<bool>("--no-ceilings") { Description = "Skip measuring the disk's write/read ceilings" };
 var warmCache = new Option<bool>("--keep-page-cache") { Description = "Do not drop the page cache before the GET phase and the read ceiling" };
 var noVerify = new Option<bool>("--no-verify-reads") { Description = "Launch volumes with --no-verify-reads (GETs not hashed on the way out)" };
+var s3 = new Option<bool>("--s3") { Description = "Load the S3 endpoint (path style, SigV4 UNSIGNED-PAYLOAD) instead of the native API; a launched cluster gets an S3 listener with generated credentials" };
+var compare = new Option<bool>("--compare") { Description = "Run every phase through the native API and then S3, back to back, and print S3/native ratios" };
+var proxyGet = new Option<bool>("--proxy-get") { Description = "Native GETs streamed through the coordinator (?proxy=1), as S3 GETs always are, instead of following the 302" };
+var s3Port = new Option<int>("--s3-port") { Description = "S3 port of the launched cluster", DefaultValueFactory = _ => 9000 };
+var s3Endpoint = new Option<string?>("--s3-endpoint") { Description = "With --target: the running coordinator's S3 endpoint URL" };
+var accessKey = new Option<string?>("--access-key") { Description = "With --target: S3 access key (default: $AWS_ACCESS_KEY_ID)" };
+var secretKey = new Option<string?>("--secret-key") { Description = "With --target: S3 secret key (default: $AWS_SECRET_ACCESS_KEY)" };
 var cold = new Option<string>("--cold") { Description = "Length of the cold PUT and GET phases right after the launched cluster takes writes (0 = none)", DefaultValueFactory = _ => "5s" };
 
 var root = new RootCommand("nanokv benchmark: PUT, GET and mixed load against a local or running cluster, compared with the disk's own limits")
 {
     volumes, replicas, coordPort, volumePort, concurrency, duration, count, size, target, data, output, noCeilings, warmCache, noVerify, cold,
+    s3, compare, proxyGet, s3Port, s3Endpoint, accessKey, secretKey,
 };
 root.SetAction(async (p, ct) =>
 {
@@ -45,11 +53,17 @@ root.SetAction(async (p, ct) =>
             Size = bytes,
             Target = p.GetValue(target),
             DataDir = p.GetValue(data) ?? "",
-            OutFile = p.GetValue(output) ?? Path.Combine("bench-results", $"bench-{BenchRunner.Human(bytes).Replace(" ", "", StringComparison.Ordinal)}-c{p.GetValue(concurrency)}-{DateTime.UtcNow:yyyyMMddTHHmmss}.json"),
+            OutFile = p.GetValue(output) ?? Path.Combine("bench-results", $"bench-{(p.GetValue(compare) ? "compare-" : p.GetValue(s3) ? "s3-" : "")}{BenchRunner.Human(bytes).Replace(" ", "", StringComparison.Ordinal)}-c{p.GetValue(concurrency)}-{DateTime.UtcNow:yyyyMMddTHHmmss}.json"),
             SkipCeilings = p.GetValue(noCeilings),
             DropCaches = !p.GetValue(warmCache),
             NoVerifyReads = p.GetValue(noVerify),
             ColdDuration = TimeSpan.FromSeconds(NanoKv.Ops.OpsOptions.ParseDuration(p.GetValue(cold)!)),
+            Api = p.GetValue(compare) ? BenchApi.Compare : p.GetValue(s3) ? BenchApi.S3 : BenchApi.Native,
+            S3Port = p.GetValue(s3Port),
+            ProxyGet = p.GetValue(proxyGet),
+            S3Endpoint = p.GetValue(s3Endpoint),
+            AccessKey = p.GetValue(accessKey) ?? Environment.GetEnvironmentVariable("AWS_ACCESS_KEY_ID"),
+            SecretKey = p.GetValue(secretKey) ?? Environment.GetEnvironmentVariable("AWS_SECRET_ACCESS_KEY"),
         };
     }
     catch (FormatException ex)
@@ -82,16 +96,29 @@ return await root.Parse(args).InvokeAsync();
 static void Print(BenchResult r, BenchOptions o)
 {
     var t = new Table().Title($"{BenchRunner.Human(o.Size)} objects, {o.Volumes} volumes, {o.Replicas} replicas, concurrency {o.Concurrency}");
-    foreach (var col in new[] { "phase", "requests", "failures", "obj/s", "MB/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "cluster CPU s/GiB" })
+    foreach (var col in new[] { "api", "phase", "requests", "failures", "obj/s", "MB/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "cluster CPU s/GiB" })
     {
         t.AddColumn(new TableColumn(col).RightAligned());
     }
     foreach (var ph in r.Phases)
     {
-        t.AddRow(ph.Phase, F(ph.Requests), ph.Failures > 0 ? $"[red]{F(ph.Failures)}[/]" : "0", F(ph.ObjectsPerSec), F(ph.MbPerSec), F(ph.P50Ms), F(ph.P90Ms), F(ph.P99Ms), F(ph.MaxMs),
+        t.AddRow(ph.Api, ph.Phase, F(ph.Requests), ph.Failures > 0 ? $"[red]{F(ph.Failures)}[/]" : "0", F(ph.ObjectsPerSec), F(ph.MbPerSec), F(ph.P50Ms), F(ph.P90Ms), F(ph.P99Ms), F(ph.MaxMs),
             ph.CpuSecondsPerGib is double cpu ? F(cpu) : "-");
     }
     AnsiConsole.Write(t);
+    if (r.S3VsNative is { Count: > 0 } ratios)
+    {
+        var rt = new Table().Title("S3 vs native (same cluster, phases back to back)");
+        foreach (var col in new[] { "phase", "native MB/s", "S3 MB/s", "S3/native" })
+        {
+            rt.AddColumn(new TableColumn(col).RightAligned());
+        }
+        foreach (var x in ratios)
+        {
+            rt.AddRow(x.Phase, F(x.NativeMbPerSec), F(x.S3MbPerSec), F(x.Ratio));
+        }
+        AnsiConsole.Write(rt);
+    }
     if (r.Ceilings is { } c)
     {
         var put = r.Phases.First(ph => ph.Phase == "put");

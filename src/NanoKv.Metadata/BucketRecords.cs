@@ -20,6 +20,12 @@ public sealed record ObjectAttributes
 
     /// <summary>x-amz-meta-* headers, names lower-cased without the prefix.</summary>
     public Dictionary<string, string> UserMeta { get; init; } = [];
+
+    /// <summary>The verified x-amz-checksum-* the client sent with a single-part PutObject: header name and base64 value
+    /// (returned on GET/HEAD with x-amz-checksum-mode: ENABLED).</summary>
+    public string? ChecksumName { get; init; }
+
+    public string? ChecksumValue { get; init; }
 }
 
 /// <summary>One blob an S3 object is made of (one for PutObject, one per part for multipart).</summary>

@@ -30,6 +30,11 @@ public static class BucketNames
         {
             return "Bucket names must not contain two adjacent periods.";
         }
+        if (name.Contains(".-", StringComparison.Ordinal) || name.Contains("-.", StringComparison.Ordinal))
+        {
+            // Each dot-separated label must be a DNS label (AWS refuses "foo.-bar" and "foo-.bar" too).
+            return "Bucket names must not contain a hyphen next to a period.";
+        }
         if (name.Count(c => c == '.') == 3 && IPAddress.TryParse(name, out _))
         {
             return "Bucket names must not be formatted as an IP address.";

@@ -20,6 +20,9 @@ public sealed record ObjectPut(string Bucket, byte[] Key, Stream Body, long? Len
 
     /// <summary>Checks before commit (Content-MD5, checksums); an error aborts the write.</summary>
     public Func<CopyResult, StoreError?>? BeforeCommit { get; init; }
+
+    /// <summary>The client's verified x-amz-checksum-* (header name, value), asked for once the body has been read (it may come in a trailer).</summary>
+    public Func<(string Name, string Value)?>? Checksum { get; init; }
 }
 
 /// <summary>
@@ -96,7 +99,7 @@ public sealed partial class ObjectStore
             Blobs = [new BlobRef(blobKey, meta.Size, meta.Etag)],
             Size = meta.Size,
             Etag = put.Etag(),
-            Attributes = put.Attributes,
+            Attributes = put.Checksum?.Invoke() is { } checksum ? put.Attributes with { ChecksumName = checksum.Name, ChecksumValue = checksum.Value } : put.Attributes,
             LastModifiedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
         };
         var (switched, previous) = await SwitchAsync(recordKey, record, current => CheckCondition(put, current));
@@ -206,7 +209,7 @@ public sealed partial class ObjectStore
     {
         WriteCondition.IfNoneMatch when current is not null => new StoreError(StoreErrorKind.PreconditionFailed, "the object exists (If-None-Match: *)"),
         WriteCondition.IfMatch when current is null => new StoreError(StoreErrorKind.NotFound, "the object does not exist (If-Match)"),
-        WriteCondition.IfMatch when current!.Etag != put.IfMatchEtag => new StoreError(StoreErrorKind.PreconditionFailed, $"the object's ETag is {current.Etag}, not {put.IfMatchEtag}"),
+        WriteCondition.IfMatch when put.IfMatchEtag != "*" && current!.Etag != put.IfMatchEtag => new StoreError(StoreErrorKind.PreconditionFailed, $"the object's ETag is {current.Etag}, not {put.IfMatchEtag}"),
         _ => null,
     };
 

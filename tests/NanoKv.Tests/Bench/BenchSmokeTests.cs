@@ -47,6 +47,45 @@ public class BenchSmokeTests
         }
     }
 
+    [Fact]
+    public async Task CompareModeRunsEveryPhaseThroughNativeAndS3()
+    {
+        var dir = TempDir.Create("bench-s3");
+        try
+        {
+            var basePort = FreeRange(5);
+            var o = new BenchOptions
+            {
+                CoordPort = basePort,
+                VolumeStartPort = basePort + 1,
+                S3Port = basePort + 4,
+                Api = BenchApi.Compare,
+                Concurrency = 2,
+                Count = 8,
+                Duration = TimeSpan.FromSeconds(10),
+                Size = 256 * 1024,
+                DataDir = Path.Combine(dir, "data"),
+                OutFile = Path.Combine(dir, "out.json"),
+                DropCaches = false,
+                SkipCeilings = true,
+                ColdDuration = TimeSpan.FromSeconds(1),
+            };
+            var result = await BenchRunner.RunAsync(o, _ => { }, CancellationToken.None);
+            Assert.Equal(["native:cold-put", "native:cold-get", "native:put", "s3:put", "native:get", "s3:get", "native:mixed", "s3:mixed"],
+                result.Phases.Select(p => $"{p.Api}:{p.Phase}"));
+            Assert.All(result.Phases, p => Assert.True(p.Failures == 0, $"{p.Api} {p.Phase}: {p.FirstError}"));
+            Assert.Equal(8, result.Phases.Single(p => p.Api == "s3" && p.Phase == "put").Requests);
+            Assert.Equal(["put", "get", "mixed"], result.S3VsNative!.Select(r => r.Phase));
+            using var json = JsonDocument.Parse(await File.ReadAllTextAsync(o.OutFile));
+            Assert.Equal("Compare", json.RootElement.GetProperty("api").GetString());
+            Assert.Equal(3, json.RootElement.GetProperty("s3_vs_native").GetArrayLength());
+        }
+        finally
+        {
+            TempDir.Delete(dir);
+        }
+    }
+
     [Theory]
     [InlineData("16MiB", 16L << 20)]
     [InlineData("1GiB", 1L << 30)]

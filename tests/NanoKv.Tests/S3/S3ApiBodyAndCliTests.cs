@@ -93,6 +93,9 @@ public sealed class S3ApiBodyAndCliTests(S3ClusterFixture fx) : IClassFixture<S3
             Assert.Contains("--s3-users", e.Message, StringComparison.Ordinal);
             var options = cli.ForServe(cmd.Parse(["--s3-port", "9100", "--s3-users", "AK:SK", "--s3-host", "0.0.0.0"]))!;
             Assert.Equal((9100, "0.0.0.0", 1), (options.Port, options.Host, options.Users.Count));
+            Assert.Equal(["localhost"], options.Domains);
+            var vhosts = cli.ForServe(cmd.Parse(["--s3-port", "9100", "--s3-users", "AK:SK", "--s3-domain", "example.com, .S3.Other.org,localhost"]))!;
+            Assert.Equal(["localhost", "example.com", "s3.other.org"], vhosts.Domains);
 
             var dir = TempDir.Create("s3dev");
             try

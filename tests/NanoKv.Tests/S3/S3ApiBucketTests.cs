@@ -83,6 +83,36 @@ public sealed class S3ApiBucketTests(S3ClusterFixture fx) : IClassFixture<S3Clus
         Assert.Equal("virtual", await resp.Content.ReadAsStringAsync());
     }
 
+    [Fact]
+    public async Task VirtualHostStyleUnderAConfiguredDomain()
+    {
+        var port = new Uri(fx.S3Url).Port;
+        var raw = new RawS3(fx.S3Url);
+        var name = S3ClusterFixture.Bucket("vdomain");
+        var vhost = $"{name}.{S3ClusterFixture.VhostDomain}:{port}";
+        // CreateBucket, PutObject, GetObject, ListObjectsV2 and DeleteObject with the bucket only in the Host header.
+        Assert.Equal(HttpStatusCode.OK, (await raw.SendAsync(HttpMethod.Put, "/", [], host: vhost)).Status);
+        Assert.Equal(HttpStatusCode.OK, (await raw.SendAsync(HttpMethod.Put, "/a/b.txt", "by host"u8.ToArray(), host: vhost)).Status);
+        var get = await raw.SendAsync(HttpMethod.Get, "/a/b.txt", host: vhost);
+        Assert.Equal((HttpStatusCode.OK, "by host"), (get.Status, get.Body));
+        var list = await raw.SendAsync(HttpMethod.Get, "/?list-type=2&prefix=a%2F", host: vhost.ToUpperInvariant());
+        Assert.Equal(HttpStatusCode.OK, list.Status);
+        Assert.Contains($"<Name>{name}</Name>", list.Body, StringComparison.Ordinal);
+        Assert.Contains("<Key>a/b.txt</Key>", list.Body, StringComparison.Ordinal);
+
+        // The same object path style, through the bare domain and through localhost; an unknown domain is path style too.
+        foreach (var host in new[] { $"{S3ClusterFixture.VhostDomain}:{port}", $"localhost:{port}", $"{name}.elsewhere.test:{port}" })
+        {
+            var path = await raw.SendAsync(HttpMethod.Get, $"/{name}/a/b.txt", host: host);
+            Assert.True(path.Status == HttpStatusCode.OK, $"{host}: {(int)path.Status} {path.Body}");
+            Assert.Equal("by host", path.Body);
+        }
+        var wrong = await raw.SendAsync(HttpMethod.Get, "/a/b.txt", host: $"{name}.elsewhere.test:{port}");
+        Assert.Equal(HttpStatusCode.NotFound, wrong.Status); // path style: bucket "a", which does not exist
+        Assert.Contains("<Code>NoSuchBucket</Code>", wrong.Body, StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.NoContent, (await raw.SendAsync(HttpMethod.Delete, "/a/b.txt", host: vhost)).Status);
+    }
+
     /// <summary>A request signed with the spec signer of the unit tests (for cases the SDK will not produce).</summary>
     private async Task<HttpResponseMessage> SendSignedAsync(HttpClient http, HttpMethod method, string path, string query, DateTimeOffset when, string? host = null)
     {

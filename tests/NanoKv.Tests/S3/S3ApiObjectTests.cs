@@ -145,6 +145,38 @@ public sealed class S3ApiObjectTests(S3ClusterFixture fx) : IClassFixture<S3Clus
     }
 
     [Fact]
+    public async Task ClientChecksumIsStoredAndReturnedWithChecksumModeEnabled()
+    {
+        var (s3, bucket) = await BucketAsync("cksum");
+        using var _ = s3;
+        var data = AwsChunkedStreamTests.RandomBytes(300_000);
+        var sha = Convert.ToBase64String(SHA256.HashData(data));
+        var put = await s3.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = "s", InputStream = new MemoryStream(data), ChecksumAlgorithm = ChecksumAlgorithm.SHA256 });
+        Assert.Equal(sha, put.ChecksumSHA256);
+
+        // GetObject with ChecksumMode ENABLED: the stored value comes back and the SDK validates the body against it.
+        using (var get = await s3.GetObjectAsync(new GetObjectRequest { BucketName = bucket, Key = "s", ChecksumMode = ChecksumMode.ENABLED }))
+        {
+            Assert.Equal(sha, get.ChecksumSHA256);
+            Assert.Equal(data, await ReadAsync(get));
+        }
+        var head = await s3.GetObjectMetadataAsync(new GetObjectMetadataRequest { BucketName = bucket, Key = "s", ChecksumMode = ChecksumMode.ENABLED });
+        Assert.Equal(sha, head.ChecksumSHA256);
+        // Not asked for: not sent; a range is not the whole object: not sent either.
+        var plain = await s3.GetObjectMetadataAsync(bucket, "s");
+        Assert.Null(plain.ChecksumSHA256);
+        using (var range = await s3.GetObjectAsync(new GetObjectRequest { BucketName = bucket, Key = "s", ChecksumMode = ChecksumMode.ENABLED, ByteRange = new ByteRange(0, 9) }))
+        {
+            Assert.Null(range.ChecksumSHA256);
+            Assert.Equal(data[..10], await ReadAsync(range));
+        }
+        // The SDK's default PutObject (CRC32 in a signed trailer) is stored the same way.
+        await s3.PutObjectAsync(new PutObjectRequest { BucketName = bucket, Key = "c", InputStream = new MemoryStream(data) });
+        var crc = await s3.GetObjectMetadataAsync(new GetObjectMetadataRequest { BucketName = bucket, Key = "c", ChecksumMode = ChecksumMode.ENABLED });
+        Assert.Equal(Convert.ToBase64String(System.IO.Hashing.Crc32.Hash(data).Reverse().ToArray()), crc.ChecksumCRC32);
+    }
+
+    [Fact]
     public async Task OverwriteDeleteAndDeleteObjectsQuietAndVerbose()
     {
         var (s3, bucket) = await BucketAsync("del");

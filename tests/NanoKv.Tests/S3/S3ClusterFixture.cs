@@ -14,6 +14,9 @@ public sealed class S3ClusterFixture : IAsyncLifetime
     public const string Ak2 = "NKVTESTBOB0000000000";
     public const string Sk2 = "bob-secret-key-00000000000000000000000000";
 
+    /// <summary>The configured virtual-host domain (`--s3-domain`): Host "bucket.s3.example.test" addresses bucket.</summary>
+    public const string VhostDomain = "s3.example.test";
+
     public TestCluster Cluster { get; private set; } = null!;
 
     public string S3Url => Cluster.Coordinator.S3Url!;
@@ -21,7 +24,7 @@ public sealed class S3ClusterFixture : IAsyncLifetime
     public async Task InitializeAsync() =>
         Cluster = await TestCluster.StartAsync(configure: o => o with
         {
-            S3 = new S3Options { Port = 0, Users = S3Users.Parse($"{Ak1}:{Sk1},{Ak2}:{Sk2}") },
+            S3 = new S3Options { Port = 0, Users = S3Users.Parse($"{Ak1}:{Sk1},{Ak2}:{Sk2}"), Domains = ["localhost", VhostDomain] },
         });
 
     public async Task DisposeAsync() => await Cluster.DisposeAsync();

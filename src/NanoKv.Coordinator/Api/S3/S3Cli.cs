@@ -14,7 +14,14 @@ public sealed class S3Cli
 
     public Option<string?> Users { get; } = new("--s3-users") { Description = $"S3 credentials ACCESS_KEY:SECRET_KEY[,...] (default: ${S3Options.EnvUsers})" };
 
-    public IEnumerable<Option> All => [Port, Host, Users];
+    public Option<string?> Domains { get; } = new("--s3-domain") { Description = "Domain(s) for virtual-host style addressing, comma-separated: Host 'bucket.DOMAIN' addresses bucket (localhost always works)" };
+
+    public IEnumerable<Option> All => [Port, Host, Users, Domains];
+
+    /// <summary>"localhost" plus the --s3-domain names, lower-cased, without a leading dot.</summary>
+    private List<string> DomainsOf(ParseResult p) =>
+        ["localhost", .. (p.GetValue(Domains) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(d => d.TrimStart('.').ToLowerInvariant()).Where(d => d.Length > 0 && d != "localhost").Distinct()];
 
     /// <summary>`coord serve`: S3 only when --s3-port is given, and then never without users.</summary>
     public S3Options? ForServe(ParseResult p)
@@ -28,7 +35,7 @@ public sealed class S3Cli
         {
             throw new ArgumentException($"--s3-port needs --s3-users ACCESS_KEY:SECRET_KEY (or ${S3Options.EnvUsers}); the S3 listener does not start without users");
         }
-        return new S3Options { Host = p.GetValue(Host)!, Port = port, Users = ParseUsers(spec) };
+        return new S3Options { Host = p.GetValue(Host)!, Port = port, Users = ParseUsers(spec), Domains = DomainsOf(p) };
     }
 
     /// <summary>`coord dev`: S3 on 127.0.0.1:9000 unless told otherwise, with credentials generated once and kept in the data folder.</summary>
@@ -48,7 +55,7 @@ public sealed class S3Cli
         var users = ParseUsers(spec);
         accessKey = users.AccessKeys.First();
         users.TryGetSecret(accessKey, out secretKey);
-        return new S3Options { Host = p.GetValue(Host)!, Port = p.GetValue(Port) ?? 9000, Users = users };
+        return new S3Options { Host = p.GetValue(Host)!, Port = p.GetValue(Port) ?? 9000, Users = users, Domains = DomainsOf(p) };
     }
 
     private static S3Users ParseUsers(string spec)

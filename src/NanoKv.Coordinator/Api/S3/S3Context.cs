@@ -112,6 +112,10 @@ public sealed class S3Context(HttpContext http, string requestId)
         Response.Clear();
         Response.Headers["x-amz-request-id"] = id;
         Response.Headers["x-amz-id-2"] = id;
+        if (e.Status == 503)
+        {
+            Response.Headers.RetryAfter = "1"; // every 503 here is transient: metadata database, replicas, a concurrent write
+        }
         if (e.Code == S3ErrorCode.InvalidRange && e.Details.FirstOrDefault(d => d.Key == "ActualObjectSize").Value is { } size)
         {
             Response.Headers.ContentRange = $"bytes */{size}";

@@ -32,7 +32,8 @@ public sealed class S3Listing(ObjectStore store)
         {
             after = s3.Q("marker") is { Length: > 0 } m ? m : null;
         }
-        var page = store.ListObjects(s3.Bucket, Encoding.UTF8.GetBytes(prefix), delimiter is null ? null : Encoding.UTF8.GetBytes(delimiter),
+        // max-keys=0 is an empty, complete answer (IsTruncated false), as S3 gives it.
+        var page = maxKeys == 0 ? new ObjectListing([], [], false, null) : store.ListObjects(s3.Bucket, Encoding.UTF8.GetBytes(prefix), delimiter is null ? null : Encoding.UTF8.GetBytes(delimiter),
             after is null ? null : Encoding.UTF8.GetBytes(after), maxKeys);
         var listing = new ListObjectsPage
         {

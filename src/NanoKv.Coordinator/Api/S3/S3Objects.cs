@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using NanoKv.Coordinator.Core;
 using NanoKv.Metadata;
 using NanoKv.S3;
+using NanoKv.S3.Checksums;
 using NanoKv.S3.Payload;
 using NanoKv.S3.SigV4;
 using NanoKv.S3.Xml;
@@ -23,6 +24,7 @@ public sealed class S3Objects(ObjectStore store, ILogger logger)
             Condition = condition,
             IfMatchEtag = ifMatch,
             Etag = () => body.Md5Hex,
+            Checksum = () => body.Checksum is { } c ? (ChecksumAlgorithms.HeaderName(c.Algorithm), c.Value) : null,
         }, s3.Aborted);
         if (!put.Ok)
         {
@@ -71,6 +73,13 @@ public sealed class S3Objects(ObjectStore store, ILogger logger)
         h.ETag = ETags.Quote(record.Etag);
         h.LastModified = S3Xml.HttpDate(lastModified);
         h.AcceptRanges = "bytes";
+        // The stored checksum covers the whole object: S3 returns it only when asked, and not for a range.
+        if (record.Attributes is { ChecksumName: { } checksumName, ChecksumValue: { } checksumValue } && !partial
+            && string.Equals(s3.Header("x-amz-checksum-mode"), "ENABLED", StringComparison.OrdinalIgnoreCase))
+        {
+            h[checksumName] = checksumValue;
+            h["x-amz-checksum-type"] = "FULL_OBJECT";
+        }
         if (record.Etag.Contains('-', StringComparison.Ordinal) && s3.Has("partNumber"))
         {
             h["x-amz-mp-parts-count"] = record.Blobs.Count.ToString(CultureInfo.InvariantCulture);

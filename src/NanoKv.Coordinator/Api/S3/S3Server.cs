@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using NanoKv.Coordinator.Core;
 using NanoKv.Core;
 using NanoKv.Core.Metrics;
+using NanoKv.Metadata;
 using NanoKv.S3;
 using NanoKv.S3.SigV4;
 using NanoKv.S3.Xml;
@@ -74,6 +75,9 @@ public sealed class S3Server : IAsyncDisposable
         await _app.DisposeAsync();
     }
 
+    internal static S3Exception MetaDown(MetaStoreUnavailableException e) =>
+        new(S3ErrorCode.ServiceUnavailable, $"The metadata database is unavailable; retry shortly. ({e.Message})");
+
     /// <summary>Request id on every response; S3 errors as XML; anything unexpected as InternalError.</summary>
     private async Task HandleAsync(HttpContext ctx)
     {
@@ -93,6 +97,12 @@ public sealed class S3Server : IAsyncDisposable
         catch (BadHttpRequestException e) when (!ctx.Response.HasStarted)
         {
             await s3.WriteErrorAsync(new S3Exception(e.StatusCode == 413 ? S3ErrorCode.EntityTooLarge : S3ErrorCode.InvalidRequest, e.Message));
+        }
+        catch (MetaStoreUnavailableException e) when (!ctx.Response.HasStarted)
+        {
+            // The metadata database is down past its retry time box: a retryable 503, as S3 answers when it is overloaded.
+            _app.Logger.LogWarning("metadata database unavailable on S3 {Method} {Target}: {Error}", ctx.Request.Method, ServerHost.RawTarget(ctx), e.Message);
+            await s3.WriteErrorAsync(MetaDown(e));
         }
         catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
         {

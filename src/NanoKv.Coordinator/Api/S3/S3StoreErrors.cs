@@ -26,6 +26,10 @@ public static class S3StoreErrors
             {
                 return s3;
             }
+            if (cause is NanoKv.Metadata.MetaStoreUnavailableException down)
+            {
+                return S3Server.MetaDown(down);
+            }
         }
         var (code, message) = e.Kind switch
         {
