@@ -26,6 +26,7 @@ public static class Cli
         var probe = new Option<int>("--probe-interval-ms") { Description = "Health probe interval", DefaultValueFactory = _ => 2000 };
         var suspect = new Option<int>("--suspect-after-ms") { Description = "Silence before a node is suspect (no new placements)", DefaultValueFactory = _ => 6000 };
         var down = new Option<int>("--down-after-ms") { Description = "Silence before a node is down", DefaultValueFactory = _ => 15_000 };
+        var lease = new Option<int>("--pending-lease-ms") { Description = "Lease of a pending write: after it lapses (its coordinator died) any coordinator resolves the write", DefaultValueFactory = _ => 30_000 };
         var rwKeys = new Option<string?>("--access-keys-rw") { Description = $"Comma-separated API keys allowed to PUT/DELETE/GET (default: ${AccessKeys.EnvRw}); no keys = open API" };
         var roKeys = new Option<string?>("--access-keys-ro") { Description = $"Comma-separated API keys allowed to GET/HEAD only (default: ${AccessKeys.EnvRo})" };
         var (tlsCert, tlsKey) = TlsOptions();
@@ -33,7 +34,7 @@ public static class Cli
         var s3 = new S3Cli();
         var cmd = new Command("serve", "Run the coordinator")
         {
-            db, meta, replicas, volumes, host, port, proxy, secret, timeBox, probe, suspect, down, rwKeys, roKeys, tlsCert, tlsKey, verbose,
+            db, meta, replicas, volumes, host, port, proxy, secret, timeBox, probe, suspect, down, lease, rwKeys, roKeys, tlsCert, tlsKey, verbose,
         };
         foreach (var o in s3.All)
         {
@@ -58,6 +59,7 @@ public static class Cli
                     Replicas = p.GetValue(replicas),
                     ProxyGet = p.GetValue(proxy),
                     RetryTimeBox = TimeSpan.FromMilliseconds(p.GetValue(timeBox)),
+                    PendingLease = TimeSpan.FromMilliseconds(p.GetValue(lease)),
                 },
                 Health = new HealthSettings
                 {

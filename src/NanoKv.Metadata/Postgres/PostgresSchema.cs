@@ -23,6 +23,11 @@ internal static class PostgresSchema
             "CREATE TABLE IF NOT EXISTS nanokv_counters (name TEXT PRIMARY KEY, v BIGINT NOT NULL)",
             "INSERT INTO nanokv_counters (name, v) VALUES ('version', 0) ON CONFLICT (name) DO NOTHING",
         ],
+
+        // 2: the pending write's lease (ObjectMeta.LeaseUntilMs), compared by compare-and-swap like state/upload/version.
+        [
+            "ALTER TABLE nanokv_objects ADD COLUMN IF NOT EXISTS lease BIGINT NOT NULL DEFAULT 0",
+        ],
     ];
 
     public static int Latest => Migrations.Length;
