@@ -227,7 +227,8 @@ public sealed class CoordinatorServer : IAsyncDisposable
             Objects.MarkCorrupt(key, r.NodeId);
             return Results.Json(new { recorded = true });
         });
-        var jobs = new OpsJobs(Store, Nodes, _http, Path.Combine(Options.DbDir, "ops-journal"), app.Logger);
+        var lease = new ClusterJobLease(Store, Options.DataPath.CoordinatorId, () => Url, app.Logger);
+        var jobs = new OpsJobs(Store, Nodes, _http, Path.Combine(Options.DbDir, "ops-journal"), lease, app.Logger);
         jobs.Map(app);
         ClusterGauges.Observe(Objects.Metrics, Store, Nodes, jobs);
         app.MapMetrics(Objects.Metrics, Options.Secret);

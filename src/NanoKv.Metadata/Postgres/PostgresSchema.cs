@@ -8,7 +8,7 @@ namespace NanoKv.Metadata.Postgres;
 /// </summary>
 internal static class PostgresSchema
 {
-    /// <summary>Space ids of nanokv_records beside the RecordTable values (0..3).</summary>
+    /// <summary>Space ids of nanokv_records beside the RecordTable values (0..4).</summary>
     public const short NodesSpace = 100;
 
     public const short OwedDeletesSpace = 101;
