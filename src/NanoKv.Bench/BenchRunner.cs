@@ -108,17 +108,20 @@ public static class BenchRunner
         LocalCluster? cluster = null;
         try
         {
-            string url;
+            string[] targets;
             if (o.Target is null)
             {
                 log($"launching {o.Volumes} volumes + coordinator (replicas {o.Replicas}) on 127.0.0.1:{o.CoordPort}.. in {dataDir}");
                 cluster = await LocalCluster.StartAsync(dataDir, o.Volumes, o.Replicas, o.CoordPort, o.VolumeStartPort, o.NoVerifyReads, ct);
-                url = cluster.CoordinatorUrl;
+                targets = [cluster.CoordinatorUrl];
             }
             else
             {
-                url = o.Target.TrimEnd('/');
+                // Several coordinators (shared metadata): request i goes to targets[i % n], so a GET often
+                // reads through another coordinator than the one that took the PUT.
+                targets = o.Target.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(t => t.TrimEnd('/')).ToArray();
             }
+            string To(int i) => targets[i % targets.Length];
             using var http = new HttpClient(new SocketsHttpHandler
             {
                 MaxConnectionsPerServer = Math.Max(16, o.Concurrency * 2),
@@ -128,7 +131,11 @@ public static class BenchRunner
             { Timeout = TimeSpan.FromMinutes(30) };
             // Health can say "ok" before the coordinator has probed its volumes: only an accepted write proves
             // the cluster can take the load, so no phase starts before one.
-            var ready = await WaitForWritesAsync(http, url, ct);
+            var ready = TimeSpan.Zero;
+            foreach (var t in targets)
+            {
+                ready = await WaitForWritesAsync(http, t, ct);
+            }
             log($"cluster takes writes ({ready.TotalSeconds:0.0}s after launch)");
             var run = Guid.NewGuid().ToString("N")[..8];
             var phases = new List<PhaseResult>();
@@ -137,7 +144,7 @@ public static class BenchRunner
             {
                 var key = $"bench%2F{run}%2F{i}";
                 using var content = new PatternContent(o.Size);
-                using var r = await http.PutAsync($"{url}/{key}", content, c);
+                using var r = await http.PutAsync($"{To(i)}/{key}", content, c);
                 if (r.StatusCode != HttpStatusCode.Created)
                 {
                     return $"PUT {(int)r.StatusCode} {await r.Content.ReadAsStringAsync(c)}";
@@ -160,7 +167,7 @@ public static class BenchRunner
                 if (coldKeys.Length > 0)
                 {
                     phases.Add(await PhaseAsync("cold-get", o with { Duration = o.ColdDuration, Count = int.MaxValue }, cluster, ct,
-                        (i, c) => GetAsync(http, $"{url}/{coldKeys[i % coldKeys.Length]}", o.Size, c)));
+                        (i, c) => GetAsync(http, $"{To(i)}/{coldKeys[i % coldKeys.Length]}", o.Size, c)));
                 }
             }
 
@@ -176,13 +183,13 @@ public static class BenchRunner
             var putPhase = phases[^1];
             var cold = o.DropCaches && DropCaches();
             log($"GET  {warm.Count} objects" + (cold ? " (page cache dropped first)" : ""));
-            phases.Add(await PhaseAsync("get", o with { Count = warm.Count }, cluster, ct, (i, c) => GetAsync(http, $"{url}/{warm[i % warm.Count]}", o.Size, c)));
+            phases.Add(await PhaseAsync("get", o with { Count = warm.Count }, cluster, ct, (i, c) => GetAsync(http, $"{To(i + 1)}/{warm[i % warm.Count]}", o.Size, c)));
             var getPhase = phases[^1];
             log("MIXED 50% PUT / 50% GET");
             var mixedBase = putBase + warm.Count + 1;
             phases.Add(await PhaseAsync("mixed", o, cluster, ct, (i, c) => i % 2 == 0
-                ? PutAsync(http, $"{url}/bench%2F{run}%2Fm{mixedBase + i}", o.Size, c)
-                : GetAsync(http, $"{url}/{warm[i % warm.Count]}", o.Size, c)));
+                ? PutAsync(http, $"{To(i / 2)}/bench%2F{run}%2Fm{mixedBase + i}", o.Size, c)
+                : GetAsync(http, $"{To((i / 2) + 1)}/{warm[i % warm.Count]}", o.Size, c)));
 
             var rss = cluster?.PeakRss() ?? [];
             Ceilings? ceilings = null;

@@ -273,7 +273,9 @@ public sealed partial class NodeRegistry(IMetaStore store, HttpClient http, Heal
                 return v.Verdict switch
                 {
                     NodeVerdict.Down => NodeStatus.Down,
-                    NodeVerdict.Suspect => NodeStatus.Suspect,
+                    // One failed call elsewhere (a timeout on a loaded coordinator) must not stop placement everywhere:
+                    // another's "suspect" counts only when this coordinator has no fresh sign of life itself.
+                    NodeVerdict.Suspect => LocalStatus(s) == NodeStatus.Alive ? NodeStatus.Alive : NodeStatus.Suspect,
                     _ => AgeStatus(DateTimeOffset.UtcNow - DateTimeOffset.FromUnixTimeMilliseconds(v.ObservedMs), s, 0), // its observer may be gone too
                 };
             }
