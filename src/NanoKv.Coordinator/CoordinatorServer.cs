@@ -8,6 +8,7 @@ using NanoKv.Coordinator.Core;
 using NanoKv.Coordinator.Observability;
 using NanoKv.Coordinator.WebConsole;
 using NanoKv.Core;
+using NanoKv.Core.Hashing;
 using NanoKv.Core.Metrics;
 using NanoKv.Metadata;
 
@@ -131,7 +132,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
             _background.Add(Task.Run(() => Nodes.SyncVerdictsLoopAsync(_stop.Token), CancellationToken.None));
         }
         _background.Add(Task.Run(() => FinishDeletesLoopAsync(_stop.Token), CancellationToken.None));
-        _app.Logger.LogInformation("coordinator at {Url}, {Backend} metadata, state {Db}, {Replicas} replicas", Url, Store.Backend, Options.DbDir, Options.DataPath.Replicas);
+        _app.Logger.LogInformation("coordinator at {Url}, {Backend} metadata, state {Db}, {Replicas} replicas, BLAKE3 {Hash}{Why}", Url, Store.Backend, Options.DbDir, Options.DataPath.Replicas, ContentHasher.Backend, ContentHasher.NativeUnavailableReason is { } why ? $" ({why})" : "");
     }
 
     public Task WaitForShutdownAsync(CancellationToken ct = default) => _app.WaitForShutdownAsync(ct);

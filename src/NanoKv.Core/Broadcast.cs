@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Net;
 using System.Threading.Channels;
+using NanoKv.Core.Hashing;
 
 namespace NanoKv.Core;
 
@@ -61,7 +62,7 @@ public sealed class Broadcast
 
     private async Task<CopyResult> PumpChunksAsync(Stream src, long maxBytes, CancellationToken ct)
     {
-        using var hasher = Blake3.Hasher.New();
+        using var hasher = ContentHasher.New();
         long total = 0;
         while (true)
         {
@@ -84,7 +85,7 @@ public sealed class Broadcast
             if (filled == 0)
             {
                 ArrayPool<byte>.Shared.Return(buffer);
-                return new CopyResult(total, hasher.Finalize().ToString(), CopyStatus.Ok, null);
+                return new CopyResult(total, hasher.FinalizeHex(), CopyStatus.Ok, null);
             }
             total += filled;
             if (total > maxBytes)

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using Microsoft.Win32.SafeHandles;
+using NanoKv.Core.Hashing;
 
 namespace NanoKv.Core;
 
@@ -16,7 +17,7 @@ public static class FileReceiver
     /// <summary>Copies src into file from offset 0, hashing as it goes; InputError past maxBytes.</summary>
     public static async Task<CopyResult> CopyAsync(PipeReader src, SafeFileHandle file, long maxBytes, CancellationToken ct)
     {
-        using var hasher = Blake3.Hasher.New();
+        using var hasher = ContentHasher.New();
         var segments = new List<ReadOnlyMemory<byte>>();
         long total = 0;
         try
@@ -65,7 +66,7 @@ public static class FileReceiver
                 src.AdvanceTo(buffer.End);
                 if (read.IsCompleted)
                 {
-                    return new CopyResult(total, hasher.Finalize().ToString(), CopyStatus.Ok, null);
+                    return new CopyResult(total, hasher.FinalizeHex(), CopyStatus.Ok, null);
                 }
             }
         }

@@ -1,4 +1,5 @@
 using System.Text;
+using NanoKv.Core.Hashing;
 
 namespace NanoKv.Core;
 
@@ -160,7 +161,7 @@ public static class KeyCodec
     }
 
     /// <summary>Lower-case hex BLAKE3 of the key bytes.</summary>
-    public static string Hash(ReadOnlySpan<byte> key) => Blake3.Hasher.Hash(key).ToString();
+    public static string Hash(ReadOnlySpan<byte> key) => ContentHasher.Hash(key);
 
     /// <summary>Compact display form of a key for logs and errors.</summary>
     public static string Display(ReadOnlySpan<byte> key) => key.Length > 128 ? Encode(key[..128]) + "…" : Encode(key);

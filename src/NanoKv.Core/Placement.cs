@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using NanoKv.Core.Hashing;
 
 namespace NanoKv.Core;
 
@@ -29,7 +30,7 @@ public static class Placement
     /// <summary>BLAKE3(node id ‖ 0 ‖ key), first 8 bytes: uniform, stable across processes and versions.</summary>
     public static ulong Score(ReadOnlySpan<byte> key, string nodeId)
     {
-        using var hasher = Blake3.Hasher.New();
+        using var hasher = ContentHasher.New();
         hasher.Update(Encoding.UTF8.GetBytes(nodeId));
         hasher.Update([(byte)0]);
         hasher.Update(key);

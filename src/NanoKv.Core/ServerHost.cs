@@ -68,6 +68,11 @@ public static class ServerHost
         // Receive straight into a buffer instead of a zero-byte "wait for data" read before each one: bodies
         // stream in 4 KiB socket reads, so this halves the receive syscalls of a PUT (4 KiB per idle connection).
         builder.WebHost.UseSockets(o => o.WaitForDataBeforeAllocatingBuffer = false);
+        if (LargeBlockMemoryPoolFactory.BlockSize > 4096)
+        {
+            // Kestrel takes its transport pools from this factory: 64 KiB receives instead of 4 KiB.
+            builder.Services.AddSingleton<Microsoft.AspNetCore.Connections.IMemoryPoolFactory<byte>, LargeBlockMemoryPoolFactory>();
+        }
         var otlp = Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT");
         if (!string.IsNullOrEmpty(otlp))
         {

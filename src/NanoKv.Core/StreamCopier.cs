@@ -1,4 +1,5 @@
 using System.Buffers;
+using NanoKv.Core.Hashing;
 
 namespace NanoKv.Core;
 
@@ -38,7 +39,7 @@ public static class StreamCopier
         CancellationToken ct)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
-        using var hasher = Blake3.Hasher.New();
+        using var hasher = ContentHasher.New();
         long total = 0;
         try
         {
@@ -55,7 +56,7 @@ public static class StreamCopier
                 }
                 if (filled == 0)
                 {
-                    return new CopyResult(total, hasher.Finalize().ToString(), CopyStatus.Ok, null);
+                    return new CopyResult(total, hasher.FinalizeHex(), CopyStatus.Ok, null);
                 }
                 total += filled;
                 if (total > maxBytes)
@@ -98,7 +99,7 @@ public static class StreamCopier
     {
         // Three buffers: while chunk i goes out, chunk i+2 is read (i+1 being read already proves i is not last).
         byte[][] bufs = [ArrayPool<byte>.Shared.Rent(BufferSize), ArrayPool<byte>.Shared.Rent(BufferSize), ArrayPool<byte>.Shared.Rent(BufferSize)];
-        using var hasher = Blake3.Hasher.New();
+        using var hasher = ContentHasher.New();
         long total = 0;
         try
         {
@@ -127,7 +128,7 @@ public static class StreamCopier
                 held = ahead;
                 ahead = n;
             }
-            var etag = hasher.Finalize().ToString();
+            var etag = hasher.FinalizeHex();
             if (!string.Equals(etag, expectedEtag, StringComparison.OrdinalIgnoreCase))
             {
                 return new CopyResult(total, etag, CopyStatus.InputError, new InvalidDataException($"data hashes to {etag}, expected {expectedEtag}"));

@@ -39,6 +39,9 @@ public sealed class BlobStore
 
     public string Root { get; }
 
+    /// <summary>Called with a blob's path after it left blobs/ or was replaced (the read path drops its pin).</summary>
+    public Action<string>? BlobRemoved { get; set; }
+
     public string BlobsDir { get; }
 
     public string TmpDir { get; }
@@ -218,6 +221,7 @@ public sealed class BlobStore
             CrashPoints.Sync(CrashPoints.DataFsync, () => Durable.FsyncFile(h));
         }
         File.Move(data, dest, overwrite: true);
+        BlobRemoved?.Invoke(dest);
         CrashPoints.Sync(CrashPoints.DirFsync, () => Durable.FsyncDirectory(dir));
         CrashPoints.Hit(CrashPoint.VolumeAfterRename);
         var tomb = TombPath(key);
@@ -302,6 +306,7 @@ public sealed class BlobStore
         if (File.Exists(path) && BlobVersion(path) <= version)
         {
             File.Delete(path);
+            BlobRemoved?.Invoke(path);
             File.Delete(path + ".key");
             Durable.FsyncDirectory(Path.GetDirectoryName(path)!);
         }
@@ -320,6 +325,7 @@ public sealed class BlobStore
         try
         {
             File.Move(path, dest);
+            BlobRemoved?.Invoke(path);
             Durable.WriteAllBytes(dest + ".key", key);
             File.Delete(path + ".key");
             Durable.FsyncDirectory(Path.GetDirectoryName(path)!);

@@ -1,6 +1,7 @@
 using System.IO.Pipelines;
 using Microsoft.Win32.SafeHandles;
 using NanoKv.Core;
+using NanoKv.Core.Hashing;
 
 namespace NanoKv.Volume;
 
@@ -17,7 +18,7 @@ public static class VerifiedSend
 
     public static async Task<CopyResult> SendAsync(SafeFileHandle file, long length, PipeWriter writer, string expectedEtag, CancellationToken ct)
     {
-        using var hasher = Blake3.Hasher.New();
+        using var hasher = ContentHasher.New();
         long offset = 0;
         try
         {
@@ -41,7 +42,7 @@ public static class VerifiedSend
                 offset += n;
                 if (offset == length)
                 {
-                    var etag = hasher.Finalize().ToString();
+                    var etag = hasher.FinalizeHex();
                     if (!string.Equals(etag, expectedEtag, StringComparison.OrdinalIgnoreCase))
                     {
                         // Not advanced: the last chunk never reaches the client.
@@ -59,7 +60,7 @@ public static class VerifiedSend
                 }
             }
             // Zero-length blob: the hash of nothing must still match.
-            var empty = hasher.Finalize().ToString();
+            var empty = hasher.FinalizeHex();
             return string.Equals(empty, expectedEtag, StringComparison.OrdinalIgnoreCase)
                 ? new CopyResult(0, empty, CopyStatus.Ok, null)
                 : new CopyResult(0, empty, CopyStatus.InputError, new InvalidDataException($"data hashes to {empty}, expected {expectedEtag}"));
@@ -75,10 +76,70 @@ public static class VerifiedSend
     }
 
     /// <summary>
+    /// Sends a pinned blob from its locked pages. With expectedEtag it is the first read: the pages are hashed
+    /// as they go out and the last chunk is held until the hash matches; without, the pin was verified before.
+    /// </summary>
+    public static async Task<CopyResult> SendPinnedAsync(VerifiedPins.Lease pin, PipeWriter writer, string? expectedEtag, CancellationToken ct)
+    {
+        using var hasher = expectedEtag is null ? null : ContentHasher.New();
+        long offset = 0;
+        var length = pin.Length;
+        try
+        {
+            while (offset < length)
+            {
+                var n = (int)Math.Min(ChunkSize, length - offset);
+                CopyPinned(pin, offset, n, writer, hasher);
+                offset += n;
+                if (offset == length)
+                {
+                    // Held back until the pinned file is known untouched (a write in place would change these
+                    // very pages) and, on a first read, until the hash matches.
+                    if (!VerifiedPins.Unchanged(pin))
+                    {
+                        return new CopyResult(offset, "", CopyStatus.Canceled, new IOException("blob file changed on disk while being sent"));
+                    }
+                    if (hasher is not null)
+                    {
+                        var etag = hasher.FinalizeHex();
+                        if (!string.Equals(etag, expectedEtag, StringComparison.OrdinalIgnoreCase))
+                        {
+                            return new CopyResult(offset, etag, CopyStatus.InputError, new InvalidDataException($"data hashes to {etag}, expected {expectedEtag}"));
+                        }
+                    }
+                }
+                writer.Advance(n);
+                var flushed = await writer.FlushAsync(ct);
+                if (offset < length && (flushed.IsCanceled || flushed.IsCompleted))
+                {
+                    return new CopyResult(offset, "", CopyStatus.Canceled, new OperationCanceledException("client went away"));
+                }
+            }
+            return new CopyResult(offset, expectedEtag ?? "", CopyStatus.Ok, null);
+        }
+        catch (OperationCanceledException ex)
+        {
+            return new CopyResult(offset, "", CopyStatus.Canceled, ex);
+        }
+        catch (Exception ex) when (ex is IOException or InvalidOperationException)
+        {
+            return new CopyResult(offset, "", CopyStatus.OutputError, ex);
+        }
+    }
+
+    /// <summary>Copies pinned bytes into the pipe's memory (not yet advanced), hashing them first when verifying.</summary>
+    private static void CopyPinned(VerifiedPins.Lease pin, long offset, int count, PipeWriter writer, ContentHasher? hasher)
+    {
+        var source = pin.Slice(offset, count);
+        hasher?.Update(source);
+        source.CopyTo(writer.GetSpan(count));
+    }
+
+    /// <summary>
     /// Fills the span from the file at offset (page-cache hits make a blocking pread cheaper than a thread hop)
     /// and hashes what was read.
     /// </summary>
-    private static int ReadAndHash(SafeFileHandle file, Span<byte> into, long offset, Blake3.Hasher hasher)
+    private static int ReadAndHash(SafeFileHandle file, Span<byte> into, long offset, ContentHasher hasher)
     {
         var filled = 0;
         while (filled < into.Length)

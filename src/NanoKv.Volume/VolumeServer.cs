@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using NanoKv.Core;
+using NanoKv.Core.Hashing;
 using NanoKv.Core.Metrics;
 
 namespace NanoKv.Volume;
@@ -33,6 +34,9 @@ public sealed record VolumeOptions
 
     /// <summary>Hash full-body GETs against the BLAKE3 recorded at upload and fail the transfer on a mismatch.</summary>
     public bool VerifyReads { get; init; } = true;
+
+    /// <summary>Bytes of verified blobs kept locked in memory so repeat full GETs skip the hash (0 = hash every read).</summary>
+    public long PinBytes { get; init; } = VerifiedPins.DefaultBudget();
 
     public string? TlsCert { get; init; }
 
@@ -70,6 +74,9 @@ public sealed class VolumeServer : IAsyncDisposable
 
     public VolumeMetrics Metrics { get; } = new();
 
+    /// <summary>Verified blobs locked in memory (see <see cref="VerifiedPins"/>).</summary>
+    public VerifiedPins Pins { get; private init; } = null!;
+
     /// <summary>URLs of cluster volumes, from --peers and the coordinator's heartbeat answers.</summary>
     private readonly ConcurrentDictionary<string, byte> _peers = new();
 
@@ -82,7 +89,8 @@ public sealed class VolumeServer : IAsyncDisposable
         var nodeId = ResolveNodeId(options, store.Root);
         var builder = ServerHost.CreateBuilder("nanokv-volume", options.Host, options.Port, options.LogLevel, options.TlsCert, options.TlsKey);
         var app = builder.Build();
-        var server = new VolumeServer(options, app, store, nodeId, NodeHttp.Create(options.Secret));
+        var server = new VolumeServer(options, app, store, nodeId, NodeHttp.Create(options.Secret)) { Pins = new VerifiedPins(options.VerifyReads ? options.PinBytes : 0) };
+        store.BlobRemoved = server.Pins.Evict;
         foreach (var peer in options.Peers)
         {
             server._peers[peer.TrimEnd('/')] = 0;
@@ -99,7 +107,7 @@ public sealed class VolumeServer : IAsyncDisposable
     {
         await _app.StartAsync(ct);
         Url = (Options.PublicUrl ?? ServerHost.BoundAddress(_app).ToString()).TrimEnd('/');
-        _app.Logger.LogInformation("volume {NodeId} serving {Dir} at {Url}", NodeId, Store.Root, Url);
+        _app.Logger.LogInformation("volume {NodeId} serving {Dir} at {Url}, BLAKE3 {Hash}{Why}", NodeId, Store.Root, Url, ContentHasher.Backend, ContentHasher.NativeUnavailableReason is { } why ? $" ({why})" : "");
         if (Options.CoordinatorUrl is not null)
         {
             _heartbeats = Task.Run(() => HeartbeatLoopAsync(_stop.Token), CancellationToken.None);
@@ -119,6 +127,7 @@ public sealed class VolumeServer : IAsyncDisposable
         await _app.DisposeAsync();
         _http.Dispose();
         _stop.Dispose();
+        Pins.Dispose();
     }
 
     private static string ResolveNodeId(VolumeOptions options, string root)
@@ -393,10 +402,38 @@ public sealed class VolumeServer : IAsyncDisposable
             ctx.Response.Headers.AcceptRanges = "bytes";
             ctx.Response.Headers.ETag = tag!.ToString();
             CopyResult copy;
-            using (var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, FileOptions.SequentialScan))
+            var pinned = Pins.TryAcquire(path);
+            if (pinned is not null)
+            {
+                // Verified while locked in memory and untouched since: these pages are the bytes that matched.
+                using (pinned)
+                {
+                    await ctx.Response.StartAsync(ctx.RequestAborted);
+                    copy = await VerifiedSend.SendPinnedAsync(pinned, ctx.Response.BodyWriter, null, ctx.RequestAborted);
+                }
+                if (!copy.Ok)
+                {
+                    Pins.Evict(path);
+                    ctx.Abort(); // the last chunk was held back: the client sees a failed transfer
+                }
+                return Results.Empty;
+            }
+            using (var fresh = Pins.TryPin(path))
             {
                 await ctx.Response.StartAsync(ctx.RequestAborted);
-                copy = await VerifiedSend.SendAsync(file, fi.Length, ctx.Response.BodyWriter, etag, ctx.RequestAborted);
+                if (fresh is not null && fresh.Length == fi.Length)
+                {
+                    copy = await VerifiedSend.SendPinnedAsync(fresh, ctx.Response.BodyWriter, etag, ctx.RequestAborted);
+                    if (copy.Ok)
+                    {
+                        Pins.Commit(fresh);
+                    }
+                }
+                else
+                {
+                    using var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, FileOptions.SequentialScan);
+                    copy = await VerifiedSend.SendAsync(file, fi.Length, ctx.Response.BodyWriter, etag, ctx.RequestAborted);
+                }
             }
             if (copy.Status == CopyStatus.InputError)
             {

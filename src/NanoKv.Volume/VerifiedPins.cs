@@ -1,0 +1,339 @@
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace NanoKv.Volume;
+
+/// <summary>
+/// Blobs whose bytes were hashed against their stored BLAKE3 while locked in memory. A blob is mapped and
+/// mlock'd before it is hashed, so the kernel cannot evict those page-cache pages: as long as the pin lives,
+/// the bytes in memory are exactly the bytes that were verified, and a later full GET sends them without
+/// hashing again. Blobs are immutable once committed (replacements get a new file and mtime), which the
+/// identity check (length + mtime) relies on. Bounded by a byte budget; least recently used pins are dropped
+/// first, never while a read holds them.
+/// </summary>
+public sealed unsafe partial class VerifiedPins : IDisposable
+{
+    private readonly object _lock = new();
+    private readonly Dictionary<string, Pin> _pins = new(StringComparer.Ordinal);
+    private readonly LinkedList<Pin> _lru = new();
+    private long _used;
+    private int _count;
+    private bool _disabled;
+
+    /// <summary>Pins at most (each keeps its file open, so fds stay bounded).</summary>
+    public const int MaxPins = 1024;
+
+    public VerifiedPins(long budgetBytes) => Budget = Math.Max(0, budgetBytes);
+
+    /// <summary>Bytes that may be locked at once.</summary>
+    public long Budget { get; }
+
+    /// <summary>Bytes locked now (including reservations of pins being verified).</summary>
+    public long Used
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _used;
+            }
+        }
+    }
+
+    /// <summary>Why pinning stopped (mlock refused), or null.</summary>
+    public string? DisabledReason { get; private set; }
+
+    /// <summary>Default budget: an eighth of physical memory, at most 4 GiB.</summary>
+    public static long DefaultBudget() => Math.Min(4L << 30, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 8);
+
+    /// <summary>
+    /// A verified pin of the file now at path (same inode, untouched since it was pinned: size, mtime and
+    /// ctime equal — any write, truncate or utime moves ctime), held until the lease is disposed.
+    /// </summary>
+    public Lease? TryAcquire(string path)
+    {
+        lock (_lock)
+        {
+            if (!_pins.TryGetValue(path, out var pin))
+            {
+                return null;
+            }
+            if (!Stamp.OfPath(path, out var now) || now != pin.Stamp)
+            {
+                RemoveLocked(pin); // replaced or modified on disk: this pin no longer stands for the file
+                return null;
+            }
+            pin.Refs++;
+            _lru.Remove(pin.Node);
+            _lru.AddLast(pin.Node);
+            return new Lease(this, pin);
+        }
+    }
+
+    /// <summary>True while the pinned inode is untouched since it was pinned (checked before a read's last chunk).</summary>
+    public static bool Unchanged(Lease lease) => Stamp.OfHandle(lease.Pin.Handle, out var now) && now == lease.Pin.Stamp;
+
+    /// <summary>
+    /// Opens, maps and locks a file for verification, within the budget (evicting idle pins), or null when it does
+    /// not fit or mlock is refused. The caller hashes the pinned bytes, then calls <see cref="Commit"/> (verified)
+    /// or just disposes the lease (not verified: unmapped).
+    /// </summary>
+    public Lease? TryPin(string path)
+    {
+        if (Budget == 0)
+        {
+            return null;
+        }
+        SafeFileHandle file;
+        try
+        {
+            file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return null;
+        }
+        if (!Stamp.OfHandle(file, out var stamp) || stamp.Size <= 0 || stamp.Size > Budget)
+        {
+            file.Dispose();
+            return null;
+        }
+        var length = stamp.Size;
+        lock (_lock)
+        {
+            if (_disabled || !MakeRoomLocked(length))
+            {
+                file.Dispose();
+                return null;
+            }
+            _used += length; // reserved now so concurrent first reads cannot overshoot the budget
+            _count++;
+        }
+        var addr = Native.mmap(0, (nuint)length, Native.ProtRead, Native.MapShared, (int)file.DangerousGetHandle(), 0);
+        if (addr == -1)
+        {
+            file.Dispose();
+            Release(length);
+            return null;
+        }
+        if (Native.mlock(addr, (nuint)length) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            _ = Native.munmap(addr, (nuint)length);
+            file.Dispose();
+            Release(length);
+            lock (_lock)
+            {
+                // EPERM: no CAP_IPC_LOCK and a too small RLIMIT_MEMLOCK; stop trying (every read would pay the syscall).
+                _disabled = errno == 1;
+                DisabledReason = _disabled ? "mlock refused (EPERM): raise RLIMIT_MEMLOCK (LimitMEMLOCK= in systemd)" : null;
+            }
+            return null;
+        }
+        var pin = new Pin(path, stamp, file, addr) { Refs = 1 };
+        return new Lease(this, pin);
+    }
+
+    /// <summary>Makes a verified pin findable; if another reader pinned the same file first, this one is dropped.</summary>
+    public void Commit(Lease lease)
+    {
+        var pin = lease.Pin;
+        lock (_lock)
+        {
+            if (_pins.ContainsKey(pin.Path))
+            {
+                pin.Evicted = true;
+                return; // unmapped when the lease is disposed
+            }
+            _pins[pin.Path] = pin;
+            pin.Node = _lru.AddLast(pin);
+            pin.Listed = true;
+        }
+    }
+
+    /// <summary>Drops the pin of a path (blob deleted, quarantined or replaced).</summary>
+    public void Evict(string path)
+    {
+        lock (_lock)
+        {
+            if (_pins.TryGetValue(path, out var pin))
+            {
+                RemoveLocked(pin);
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            foreach (var pin in _pins.Values.ToList())
+            {
+                RemoveLocked(pin);
+            }
+        }
+    }
+
+    private bool MakeRoomLocked(long length)
+    {
+        var node = _lru.First;
+        while ((_used + length > Budget || _count >= MaxPins) && node is not null)
+        {
+            var next = node.Next;
+            if (node.Value.Refs == 0)
+            {
+                RemoveLocked(node.Value);
+            }
+            node = next;
+        }
+        return _used + length <= Budget && _count < MaxPins;
+    }
+
+    private void RemoveLocked(Pin pin)
+    {
+        if (pin.Listed)
+        {
+            _pins.Remove(pin.Path);
+            _lru.Remove(pin.Node);
+            pin.Listed = false;
+        }
+        pin.Evicted = true;
+        if (pin.Refs == 0)
+        {
+            UnmapLocked(pin);
+        }
+    }
+
+    private void UnmapLocked(Pin pin)
+    {
+        if (pin.Address != 0)
+        {
+            _ = Native.munmap(pin.Address, (nuint)pin.Length); // also unlocks the pages
+            pin.Handle.Dispose();
+            pin.Address = 0;
+            _used -= pin.Length;
+            _count--;
+        }
+    }
+
+    private void Release(long length)
+    {
+        lock (_lock)
+        {
+            _used -= length;
+            _count--;
+        }
+    }
+
+    private void Return(Pin pin)
+    {
+        lock (_lock)
+        {
+            pin.Refs--;
+            if (pin.Refs == 0 && (pin.Evicted || !pin.Listed))
+            {
+                if (pin.Listed)
+                {
+                    _pins.Remove(pin.Path);
+                    _lru.Remove(pin.Node);
+                    pin.Listed = false;
+                }
+                UnmapLocked(pin);
+            }
+        }
+    }
+
+    /// <summary>A hold on a pinned blob: its memory stays mapped until disposed.</summary>
+    public sealed class Lease(VerifiedPins owner, Pin pin) : IDisposable
+    {
+        private int _disposed;
+
+        internal Pin Pin => pin;
+
+        public nint Address => pin.Address;
+
+        public long Length => pin.Length;
+
+        /// <summary>The file the pin was taken from (statx of it tells whether it changed).</summary>
+        internal SafeFileHandle Handle => pin.Handle;
+
+        /// <summary>The pinned bytes [offset, offset+count).</summary>
+        public ReadOnlySpan<byte> Slice(long offset, int count) => new((void*)(pin.Address + (nint)offset), count);
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0)
+            {
+                owner.Return(pin);
+            }
+        }
+    }
+
+    public sealed class Pin(string path, Stamp stamp, SafeFileHandle handle, nint address)
+    {
+        public string Path { get; } = path;
+        public Stamp Stamp { get; } = stamp;
+        public long Length => Stamp.Size;
+        internal SafeFileHandle Handle { get; } = handle;
+        internal nint Address { get; set; } = address;
+        internal int Refs { get; set; }
+        internal bool Evicted { get; set; }
+        internal bool Listed { get; set; }
+        internal LinkedListNode<Pin> Node { get; set; } = null!;
+    }
+
+    /// <summary>What identifies an unchanged file: inode, size, mtime and ctime (which no user can set back).</summary>
+    public readonly record struct Stamp(ulong Inode, long Size, long MtimeNs, long CtimeNs)
+    {
+        private const int AtFdCwd = -100;
+        private const int AtEmptyPath = 0x1000;
+        private const uint BasicStats = 0x7ff;
+
+        public static bool OfPath(string path, out Stamp stamp) => From(Native.statx(AtFdCwd, path, 0, BasicStats, out var buf), buf, out stamp);
+
+        public static bool OfHandle(SafeFileHandle file, out Stamp stamp) =>
+            From(Native.statx((int)file.DangerousGetHandle(), "", AtEmptyPath, BasicStats, out var buf), buf, out stamp);
+
+        private static bool From(int rc, Native.StatxBuf buf, out Stamp stamp)
+        {
+            stamp = rc == 0
+                ? new Stamp(buf.Ino, (long)buf.Size, (buf.MtimeSec * 1_000_000_000) + buf.MtimeNsec, (buf.CtimeSec * 1_000_000_000) + buf.CtimeNsec)
+                : default;
+            return rc == 0;
+        }
+    }
+
+    private static partial class Native
+    {
+        public const int ProtRead = 1;
+        public const int MapShared = 1;
+
+        [LibraryImport("libc", SetLastError = true)]
+        public static partial nint mmap(nint addr, nuint length, int prot, int flags, int fd, long offset);
+
+        [LibraryImport("libc", SetLastError = true)]
+        public static partial int mlock(nint addr, nuint length);
+
+        [LibraryImport("libc", SetLastError = true)]
+        public static partial int munmap(nint addr, nuint length);
+
+        [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+        public static partial int statx(int dirfd, string path, int flags, uint mask, out StatxBuf buf);
+
+        /// <summary>struct statx (linux/stat.h), the fields read here at their fixed offsets; 256 bytes.</summary>
+        [StructLayout(LayoutKind.Explicit, Size = 256)]
+        public struct StatxBuf
+        {
+            [FieldOffset(32)] public ulong Ino;
+            [FieldOffset(40)] public ulong Size;
+            [FieldOffset(96)] public long CtimeSec;
+            [FieldOffset(104)] public uint CtimeNsec;
+            [FieldOffset(112)] public long MtimeSec;
+            [FieldOffset(120)] public uint MtimeNsec;
+        }
+    }
+}

@@ -1,0 +1,190 @@
+using System.IO.Pipelines;
+using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+using NanoKv.Core;
+using NanoKv.Tests.Infrastructure;
+using NanoKv.Volume;
+
+namespace NanoKv.Tests.Perf;
+
+/// <summary>
+/// Repeat GETs send verified, mlock'd pages without hashing again; these show the pin only ever stands for
+/// bytes that matched and are untouched since: a write in place, a replacement or a deletion ends it.
+/// </summary>
+public class VerifiedPinsTests
+{
+    private const int MiB = 1024 * 1024;
+
+    [Fact]
+    public void PinnedBytesAreTheFileAndAreFoundAgain()
+    {
+        var (path, data) = Blob(MiB + 17);
+        using var pins = new VerifiedPins(64 * MiB);
+        using (var lease = pins.TryPin(path))
+        {
+            Assert.NotNull(lease);
+            Assert.Equal(data, lease.Slice(0, data.Length).ToArray());
+            pins.Commit(lease);
+        }
+        using var again = pins.TryAcquire(path);
+        Assert.NotNull(again);
+        Assert.True(VerifiedPins.Unchanged(again));
+        Assert.Equal(data.Length, pins.Used);
+    }
+
+    [Fact]
+    public void AnUncommittedPinIsNotFoundAndFreesItsBytes()
+    {
+        var (path, _) = Blob(MiB);
+        using var pins = new VerifiedPins(64 * MiB);
+        using (var lease = pins.TryPin(path))
+        {
+            Assert.NotNull(lease); // e.g. the hash did not match: never committed
+        }
+        Assert.Null(pins.TryAcquire(path));
+        Assert.Equal(0, pins.Used);
+    }
+
+    [Fact]
+    public void AWriteInPlaceEndsThePinEvenWithTheMtimeRestored()
+    {
+        var (path, _) = Blob(MiB);
+        using var pins = new VerifiedPins(64 * MiB);
+        using (var lease = pins.TryPin(path)!)
+        {
+            pins.Commit(lease);
+        }
+        var held = pins.TryAcquire(path)!;
+        Ops.OpsTests.FlipByte(path); // truncate + rewrite, mtime set back: only ctime tells
+        Assert.False(VerifiedPins.Unchanged(held), "a read in flight must notice the change before its last chunk");
+        held.Dispose();
+        Assert.Null(pins.TryAcquire(path));
+        Assert.Equal(0, pins.Used);
+    }
+
+    [Fact]
+    public void AReplacedFileIsNotServedFromTheOldPin()
+    {
+        var (path, _) = Blob(MiB);
+        using var pins = new VerifiedPins(64 * MiB);
+        using (var lease = pins.TryPin(path)!)
+        {
+            pins.Commit(lease);
+        }
+        var mtime = File.GetLastWriteTimeUtc(path);
+        var other = path + ".new";
+        File.WriteAllBytes(other, RandomNumberGenerator.GetBytes(MiB));
+        File.SetLastWriteTimeUtc(other, mtime);
+        File.Move(other, path, overwrite: true); // same size, same mtime, another inode
+        Assert.Null(pins.TryAcquire(path));
+    }
+
+    [Fact]
+    public void TheBudgetEvictsIdlePinsAndNeverOneInUse()
+    {
+        var blobs = Enumerable.Range(0, 3).Select(_ => Blob(4 * MiB)).ToList();
+        using var pins = new VerifiedPins((4 * MiB * 2) + MiB);
+        var leases = new List<VerifiedPins.Lease>();
+        foreach (var (path, _) in blobs.Take(2))
+        {
+            var lease = pins.TryPin(path)!;
+            pins.Commit(lease);
+            leases.Add(lease);
+        }
+        Assert.Null(pins.TryPin(blobs[2].Path)); // both in use: no room, the read falls back to hashing
+        leases[0].Dispose();
+        using (var third = pins.TryPin(blobs[2].Path))
+        {
+            Assert.NotNull(third); // the idle, least recently used pin made room
+            pins.Commit(third);
+        }
+        Assert.Null(pins.TryAcquire(blobs[0].Path));
+        using (var second = pins.TryAcquire(blobs[1].Path))
+        {
+            Assert.NotNull(second);
+        }
+        leases[1].Dispose();
+        Assert.True(pins.Used <= pins.Budget);
+    }
+
+    [Fact]
+    public void EvictedWhileReadKeepsTheMemoryUntilTheReadEnds()
+    {
+        var (path, data) = Blob(2 * MiB);
+        using var pins = new VerifiedPins(64 * MiB);
+        using (var lease = pins.TryPin(path)!)
+        {
+            pins.Commit(lease);
+        }
+        var held = pins.TryAcquire(path)!;
+        pins.Evict(path);
+        Assert.Null(pins.TryAcquire(path));
+        Assert.Equal(data, held.Slice(0, data.Length).ToArray()); // still mapped for the reader
+        held.Dispose();
+        Assert.Equal(0, pins.Used);
+    }
+
+    [Fact]
+    public async Task PinnedSendHoldsTheLastChunkWhenTheFileChanged()
+    {
+        var (path, data) = Blob((2 * VerifiedSend.ChunkSize) + 5);
+        using var pins = new VerifiedPins(64 * MiB);
+        using var lease = pins.TryPin(path)!;
+        Ops.OpsTests.FlipByte(path);
+        var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 0));
+        var result = await VerifiedSend.SendPinnedAsync(lease, pipe.Writer, null, CancellationToken.None);
+        await pipe.Writer.CompleteAsync();
+        var sent = (await pipe.Reader.ReadAsync()).Buffer.Length;
+        Assert.NotEqual(CopyStatus.Ok, result.Status);
+        Assert.Equal(2 * VerifiedSend.ChunkSize, sent);
+    }
+
+    /// <summary>
+    /// Through a real volume: the second GET is served from the pin; a byte then flipped on disk (mtime kept)
+    /// is caught on the next GET like on a first read, the copy quarantined and the reader sent elsewhere.
+    /// </summary>
+    [Fact]
+    public async Task ABlobCorruptedAfterAPinnedReadIsCaughtOnTheNextRead()
+    {
+        await using var c = await TestCluster.StartAsync(volumes: 0, replicas: 3);
+        for (var i = 0; i < 3; i++)
+        {
+            await c.AddVolumeAsync(); // joined volumes report a corrupt copy to the coordinator
+        }
+        var data = RandomNumberGenerator.GetBytes(2 * MiB);
+        using (var put = await c.Client.PutAsync($"{c.Url}/pinned", new ByteArrayContent(data)))
+        {
+            Assert.Equal(HttpStatusCode.Created, put.StatusCode);
+        }
+        Assert.Equal(data, await c.Client.GetByteArrayAsync($"{c.Url}/pinned"));
+        int first;
+        using (var resp = await c.NoRedirect.GetAsync($"{c.Url}/pinned"))
+        {
+            var location = resp.Headers.Location!.ToString();
+            first = c.Volumes.FindIndex(v => v is not null && location.StartsWith(v.Url + "/", StringComparison.Ordinal));
+        }
+        var volume = c.Volume(first);
+        var path = volume.Store.BlobPath(Encoding.UTF8.GetBytes("pinned"));
+        using (var pinned = volume.Pins.TryAcquire(path))
+        {
+            Assert.NotNull(pinned); // the first GET verified and pinned it
+        }
+        Assert.Equal(data, await c.Client.GetByteArrayAsync($"{c.Url}/pinned"));
+
+        Ops.OpsTests.FlipByte(path);
+        var err = await Record.ExceptionAsync(() => c.Client.GetByteArrayAsync($"{c.Url}/pinned"));
+        Assert.True(err is HttpRequestException or IOException, $"expected a failed transfer, got {err?.ToString() ?? "the bytes"}");
+        Assert.False(File.Exists(path), "the corrupt copy was not quarantined");
+        Assert.Equal(data, await c.Client.GetByteArrayAsync($"{c.Url}/pinned"));
+    }
+
+    private static (string Path, byte[] Data) Blob(int size)
+    {
+        var dir = TempDir.Create("pins");
+        var data = RandomNumberGenerator.GetBytes(size);
+        var path = Path.Combine(dir, "blob");
+        File.WriteAllBytes(path, data);
+        return (path, data);
+    }
+}
