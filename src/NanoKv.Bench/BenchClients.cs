@@ -87,7 +87,11 @@ public abstract class BenchClient(HttpClient http, string name)
 /// <summary>The native API: PUT /{key} (201), GET following the 302 to a replica, or streamed through the coordinator (?proxy=1).</summary>
 public sealed class NativeBenchClient(HttpClient http, string url, bool proxyGet) : BenchClient(http, "native")
 {
-    private string Url(string key) => $"{url}/{Uri.EscapeDataString(key)}";
+    /// <summary>One coordinator, or several (comma-separated) taking requests in turn.</summary>
+    private readonly string[] _targets = url.Split(',', StringSplitOptions.RemoveEmptyEntries);
+    private int _next;
+
+    private string Url(string key) => $"{_targets[(Interlocked.Increment(ref _next) & int.MaxValue) % _targets.Length]}/{Uri.EscapeDataString(key)}";
 
     public override async Task<string?> PutAsync(string key, long size, CancellationToken ct)
     {

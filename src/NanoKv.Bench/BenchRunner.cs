@@ -156,7 +156,9 @@ public static class BenchRunner
             }
             else
             {
-                url = o.Target.TrimEnd('/');
+                // Several coordinators (shared metadata) as a comma list: the native client spreads requests
+                // over them, so a GET often reads through another coordinator than the one that took the PUT.
+                url = string.Join(',', o.Target.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(t => t.TrimEnd('/')));
                 if (wantsS3)
                 {
                     s3 = o.S3Endpoint is not null && o.AccessKey is not null && o.SecretKey is not null

@@ -11,7 +11,7 @@ var concurrency = new Option<int>("--concurrency", "--vus") { Description = "Con
 var duration = new Option<string>("--duration") { Description = "Time limit per phase (30s, 2m)", DefaultValueFactory = _ => "30s" };
 var count = new Option<int>("--count") { Description = "Object limit per phase", DefaultValueFactory = _ => 1000 };
 var size = new Option<string>("--size") { Description = "Object size (1MiB, 16MiB, 1GiB or bytes)", DefaultValueFactory = _ => "16MiB" };
-var target = new Option<string?>("--target") { Description = "Benchmark a running coordinator at this URL instead of launching a cluster" };
+var target = new Option<string?>("--target") { Description = "Benchmark a running cluster at this coordinator URL (or URL,URL,...: several coordinators on shared metadata, requests spread round-robin) instead of launching one" };
 var data = new Option<string?>("--data") { Description = "Data folder of the launched cluster and the ceiling files (default: a temp folder, removed after)" };
 var output = new Option<string?>("--out") { Description = "JSON result file (default: bench-results/bench-<size>-c<concurrency>-<time>.json)" };
 var noCeilings = new Option<bool>("--no-ceilings") { Description = "Skip measuring the disk's write/read ceilings" };

@@ -92,10 +92,11 @@ public sealed class CoordinatorServer : IAsyncDisposable
             throw new ArgumentException("--replicas must be at least 1");
         }
         var store = MetaBackends.Open(options.MetaDsn, options.DbDir);
+        options = options with { DataPath = options.DataPath with { CoordinatorId = CoordinatorIdentity.LoadOrCreate(options.DbDir) } };
         var builder = ServerHost.CreateBuilder("nanokv-coordinator", options.Host, options.Port, options.LogLevel, options.TlsCert, options.TlsKey);
         var app = builder.Build();
         var http = NodeHttp.Create(options.Secret);
-        var nodes = new NodeRegistry(store, http, options.Health, app.Logger);
+        var nodes = new NodeRegistry(store, http, options.Health, app.Logger) { CoordinatorId = options.DataPath.CoordinatorId };
         nodes.Load(options.Volumes);
         var clock = new VersionClock(store.VersionHighWater());
         var volumes = new VolumeClient(http, options.DataPath.RetryTimeBox, options.DataPath.AttemptTimeout);
@@ -123,7 +124,13 @@ public sealed class CoordinatorServer : IAsyncDisposable
             await _s3.StartAsync(ct);
         }
         _background.Add(Task.Run(() => Nodes.ProbeLoopAsync(_stop.Token), CancellationToken.None));
-        _background.Add(Task.Run(() => RunRecoveryAsync(_stop.Token), CancellationToken.None));
+        _background.Add(Task.Run(() => Objects.SweepPendingLoopAsync(_stop.Token), CancellationToken.None));
+        _background.Add(Task.Run(() => Objects.RenewLeasesLoopAsync(_stop.Token), CancellationToken.None));
+        if (Store.Backend != "rocksdb")
+        {
+            // Shared metadata: one health verdict per node for every coordinator (RocksDB has one coordinator).
+            _background.Add(Task.Run(() => Nodes.SyncVerdictsLoopAsync(_stop.Token), CancellationToken.None));
+        }
         _background.Add(Task.Run(() => FinishDeletesLoopAsync(_stop.Token), CancellationToken.None));
         _app.Logger.LogInformation("coordinator at {Url}, {Backend} metadata, state {Db}, {Replicas} replicas, BLAKE3 {Hash}{Why}", Url, Store.Backend, Options.DbDir, Options.DataPath.Replicas, ContentHasher.Backend, ContentHasher.NativeUnavailableReason is { } why ? $" ({why})" : "");
     }
@@ -150,21 +157,6 @@ public sealed class CoordinatorServer : IAsyncDisposable
         Store.Dispose();
         _http.Dispose();
         _stop.Dispose();
-    }
-
-    private async Task RunRecoveryAsync(CancellationToken ct)
-    {
-        try
-        {
-            await Objects.RecoverPendingAsync(ct);
-        }
-        catch (OperationCanceledException)
-        {
-        }
-        catch (Exception ex)
-        {
-            _app.Logger.LogError(ex, "recovery of pending writes failed");
-        }
     }
 
     private async Task FinishDeletesLoopAsync(CancellationToken ct)
@@ -236,7 +228,8 @@ public sealed class CoordinatorServer : IAsyncDisposable
             Objects.MarkCorrupt(key, r.NodeId);
             return Results.Json(new { recorded = true });
         });
-        var jobs = new OpsJobs(Store, Nodes, _http, Path.Combine(Options.DbDir, "ops-journal"), app.Logger);
+        var lease = new ClusterJobLease(Store, Options.DataPath.CoordinatorId, () => Url, app.Logger);
+        var jobs = new OpsJobs(Store, Nodes, _http, Path.Combine(Options.DbDir, "ops-journal"), lease, app.Logger);
         jobs.Map(app);
         ClusterGauges.Observe(Objects.Metrics, Store, Nodes, jobs);
         app.MapMetrics(Objects.Metrics, Options.Secret);

@@ -26,7 +26,8 @@ public sealed record NodeView(
     [property: JsonPropertyName("last_heartbeat_age_ms")] long? LastHeartbeatAgeMs,
     [property: JsonPropertyName("consecutive_failures")] int ConsecutiveFailures,
     [property: JsonPropertyName("capacity_bytes")] long? CapacityBytes,
-    [property: JsonPropertyName("free_bytes")] long? FreeBytes);
+    [property: JsonPropertyName("free_bytes")] long? FreeBytes,
+    [property: JsonPropertyName("verdict_by")] string? VerdictBy = null);
 
 /// <summary>Timing of the health state machine.</summary>
 public sealed record HealthSettings
@@ -44,9 +45,10 @@ public sealed record HealthSettings
 
 /// <summary>
 /// Node inventory and health: volumes join and heartbeat; the coordinator also probes every node's
-/// /healthz, so statically configured volumes need no heartbeat. Status is derived, never stored.
+/// /healthz, so statically configured volumes need no heartbeat. Status is derived from observations; on
+/// shared metadata (<see cref="SyncVerdictsAsync"/>) the freshest observation of any coordinator counts.
 /// </summary>
-public sealed class NodeRegistry(IMetaStore store, HttpClient http, HealthSettings settings, ILogger logger)
+public sealed partial class NodeRegistry(IMetaStore store, HttpClient http, HealthSettings settings, ILogger logger)
 {
     private readonly ConcurrentDictionary<string, Node> _nodes = new();
     private readonly ConcurrentDictionary<string, byte> _unresolvedUrls = new();
@@ -102,12 +104,12 @@ public sealed class NodeRegistry(IMetaStore store, HttpClient http, HealthSettin
         return true;
     }
 
-    public NodeStatus StatusOf(string nodeId) => _nodes.TryGetValue(nodeId, out var n) ? n.Status(settings) : NodeStatus.Down;
+    public NodeStatus StatusOf(string nodeId) => _nodes.TryGetValue(nodeId, out var n) ? n.Status(settings, CoordinatorId) : NodeStatus.Down;
 
     public string? UrlOf(string nodeId) => _nodes.TryGetValue(nodeId, out var n) ? n.Url : null;
 
     /// <summary>Ids of nodes placement may use.</summary>
-    public List<string> AliveIds() => _nodes.Values.Where(n => n.Status(settings) == NodeStatus.Alive).Select(n => n.Id).ToList();
+    public List<string> AliveIds() => _nodes.Values.Where(n => n.Status(settings, CoordinatorId) == NodeStatus.Alive).Select(n => n.Id).ToList();
 
     public List<string> AllIds() => [.. _nodes.Keys];
 
@@ -144,12 +146,13 @@ public sealed class NodeRegistry(IMetaStore store, HttpClient http, HealthSettin
         return _nodes.Values.OrderBy(n => n.Id, StringComparer.Ordinal).Select(n => new NodeView(
             n.Id,
             n.Url,
-            n.Status(settings).ToString().ToLowerInvariant(),
+            n.Status(settings, CoordinatorId).ToString().ToLowerInvariant(),
             n.LastSeen,
             n.LastSeen is { } t ? (long)(now - t).TotalMilliseconds : null,
             n.Failures,
             n.Capacity,
-            n.Free)).ToList();
+            n.Free,
+            n.AdoptedVerdict(CoordinatorId)?.By)).ToList();
     }
 
     /// <summary>Probes every node until cancelled.</summary>
@@ -214,7 +217,25 @@ public sealed class NodeRegistry(IMetaStore store, HttpClient http, HealthSettin
 
         public DateTimeOffset? LastSeen { get; private set; }
 
+        public DateTimeOffset? LastFailed { get; private set; }
+
         public int Failures { get; private set; }
+
+        /// <summary>The shared verdict last read from the metadata (null on RocksDB).</summary>
+        public NodeRecord? Shared { get; set; }
+
+        /// <summary>When this coordinator last observed the node itself (a success or a failure), Unix ms; 0 = never.</summary>
+        public long ObservedMs
+        {
+            get
+            {
+                lock (_lock)
+                {
+                    var t = LastSeen > LastFailed || LastFailed is null ? LastSeen : LastFailed;
+                    return t?.ToUnixTimeMilliseconds() ?? 0;
+                }
+            }
+        }
 
         public long? Capacity { get; private set; }
 
@@ -236,10 +257,38 @@ public sealed class NodeRegistry(IMetaStore store, HttpClient http, HealthSettin
             lock (_lock)
             {
                 Failures++;
+                LastFailed = DateTimeOffset.UtcNow;
             }
         }
 
-        public NodeStatus Status(HealthSettings s)
+        /// <summary>Another coordinator's verdict, when it observed the node more recently than this one did.</summary>
+        public NodeRecord? AdoptedVerdict(string me) =>
+            Shared is { Verdict: not null } v && v.By != me && v.ObservedMs > ObservedMs ? v : null;
+
+        /// <summary>The freshest observation wins: another coordinator's newer verdict, else this coordinator's own.</summary>
+        public NodeStatus Status(HealthSettings s, string me)
+        {
+            if (AdoptedVerdict(me) is { } v)
+            {
+                return v.Verdict switch
+                {
+                    NodeVerdict.Down => NodeStatus.Down,
+                    // One failed call elsewhere (a timeout on a loaded coordinator) must not stop placement everywhere:
+                    // another's "suspect" counts only when this coordinator has no fresh sign of life itself.
+                    NodeVerdict.Suspect => LocalStatus(s) == NodeStatus.Alive ? NodeStatus.Alive : NodeStatus.Suspect,
+                    _ => AgeStatus(DateTimeOffset.UtcNow - DateTimeOffset.FromUnixTimeMilliseconds(v.ObservedMs), s, 0), // its observer may be gone too
+                };
+            }
+            return LocalStatus(s);
+        }
+
+        private static NodeStatus AgeStatus(TimeSpan age, HealthSettings s, int failures) =>
+            age > s.DownAfter || failures >= s.DownAfterFailures ? NodeStatus.Down
+            : age > s.SuspectAfter || failures > 0 ? NodeStatus.Suspect
+            : NodeStatus.Alive;
+
+        /// <summary>This coordinator's own view: heartbeats, probes and failed calls.</summary>
+        public NodeStatus LocalStatus(HealthSettings s)
         {
             if (LastSeen is not { } seen)
             {

@@ -11,9 +11,10 @@ namespace NanoKv.Coordinator;
 /// <summary>
 /// Ops commands run by a live coordinator (`coord verify --coord URL`): the job uses the coordinator's own
 /// index and node registry, so reads and writes keep being served, and metadata updates take the same
-/// per-key locks as PUT/DELETE.
+/// per-key locks as PUT/DELETE. Jobs that change anything hold the cluster-wide <see cref="ClusterJobLease"/>:
+/// a second one (here or on another coordinator) is refused with 409 naming the holder.
 /// </summary>
-public sealed class OpsJobs(IMetaStore store, NodeRegistry nodes, HttpClient http, string journalDir, ILogger logger)
+public sealed class OpsJobs(IMetaStore store, NodeRegistry nodes, HttpClient http, string journalDir, ClusterJobLease lease, ILogger logger)
 {
     private readonly ConcurrentDictionary<string, Job> _jobs = new();
 
@@ -34,7 +35,31 @@ public sealed class OpsJobs(IMetaStore store, NodeRegistry nodes, HttpClient htt
             {
                 return ApiError.BadRequest(ApiError.Codes.InvalidArgument, $"command must be one of {string.Join(", ", NanoKv.Ops.Commands.Names)}");
             }
-            var job = await StartAsync(options);
+            var id = Guid.NewGuid().ToString("N")[..12];
+            JobLeaseRecord? held = null;
+            if (!options.DryRun && options.Command != "verify")
+            {
+                var (mine, holder) = lease.TryAcquire(id, options.Command);
+                if (mine is null)
+                {
+                    return ApiError.Result(409, ApiError.Codes.JobRunning, ClusterJobLease.Describe(holder!));
+                }
+                held = mine;
+            }
+            Job job;
+            try
+            {
+                job = await StartAsync(id, options);
+            }
+            catch when (held is not null)
+            {
+                await lease.HoldAsync(held, Task.CompletedTask); // releases it
+                throw;
+            }
+            if (held is not null)
+            {
+                _ = lease.HoldAsync(held, job.Run);
+            }
             return Results.Json(job.Status(), statusCode: 202);
         });
         app.MapGet("/admin/jobs/{id}", (string id) =>
@@ -45,7 +70,7 @@ public sealed class OpsJobs(IMetaStore store, NodeRegistry nodes, HttpClient htt
     /// <summary>Every job since start, oldest first (for the metrics gauges).</summary>
     public IReadOnlyList<JobStatus> Statuses() => [.. _jobs.Values.OrderBy(j => j.Started).Select(j => j.Status())];
 
-    private async Task<Job> StartAsync(OpsOptions options)
+    private async Task<Job> StartAsync(string id, OpsOptions options)
     {
         var specs = options.Nodes.Count > 0
             ? options.Nodes
@@ -54,7 +79,7 @@ public sealed class OpsJobs(IMetaStore store, NodeRegistry nodes, HttpClient htt
         var journal = options.DryRun || options.Command == "verify" ? null : Journal.Open(journalDir, options);
         var volumes = new VolumeClient(http, TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(30));
         var ctx = new OpsContext(options, store, resolved, volumes, journal, NanoKv.Ops.Commands.NewReport(options));
-        var job = new Job(Guid.NewGuid().ToString("N")[..12], ctx);
+        var job = new Job(id, ctx);
         _jobs[job.Id] = job;
         job.Run = Task.Run(async () =>
         {

@@ -30,6 +30,7 @@ public sealed record ApiError(
         public const string Injected = "injected_fault";
         public const string Internal = "internal_error";
         public const string Unavailable = "unavailable";
+        public const string JobRunning = "job_running";
     }
 
     /// <summary>An IResult carrying this error as JSON with the given status.</summary>

@@ -20,11 +20,12 @@ public interface IMetaStore : IDisposable
     void Remove(ReadOnlySpan<byte> key);
 
     /// <summary>
-    /// Atomically replaces the meta of key when it currently equals expected (same State, UploadId and Version;
-    /// null = the key must be absent). next null removes the key. Maintains the pending index and the version
-    /// high-water mark like <see cref="Put"/>. True when this call made the change.
+    /// Atomically replaces the meta of key when it currently equals expected (same State, UploadId, Version and
+    /// LeaseUntilMs; null = the key must be absent). next null removes the key. Maintains the pending index and
+    /// the version high-water mark like <see cref="Put"/>. True when this call made the change. sync false
+    /// lets RocksDB skip the WAL fsync (a hint, like <see cref="Put"/>'s).
     /// </summary>
-    bool CompareAndSwap(byte[] key, ObjectMeta? expected, ObjectMeta? next);
+    bool CompareAndSwap(byte[] key, ObjectMeta? expected, ObjectMeta? next, bool sync = true);
 
     /// <summary>Replaces the meta of a key only if it still equals expected (see <see cref="CompareAndSwap"/>); false when absent.</summary>
     Task<bool> UpdateIfUnchangedAsync(byte[] key, ObjectMeta expected, ObjectMeta? next);

@@ -29,7 +29,9 @@ public static class MetaCodec
         return JsonSerializer.Deserialize<T>(value.AsSpan(1), Json)!;
     }
 
-    /// <summary>Object metas are equal for compare-and-swap when state, upload id and version match.</summary>
+    /// <summary>Object metas are equal for compare-and-swap when state, upload id, version and pending lease match.</summary>
     public static bool SameWrite(ObjectMeta? a, ObjectMeta? b) =>
-        a is null || b is null ? a is null && b is null : a.State == b.State && a.UploadId == b.UploadId && a.Version == b.Version;
+        a is null || b is null
+            ? a is null && b is null
+            : a.State == b.State && a.UploadId == b.UploadId && a.Version == b.Version && a.LeaseUntilMs == b.LeaseUntilMs;
 }

@@ -16,11 +16,14 @@ public enum RecordTable
 
     /// <summary>"q/"+upload id+"/"+part number (5 digits) → <see cref="PartRecord"/>.</summary>
     Parts,
+
+    /// <summary>"l/"+name → a cluster-wide lease (e.g. "ops": the running live ops job), one holder at a time.</summary>
+    Leases,
 }
 
 public sealed partial class MetaStore
 {
-    private static readonly byte[][] TablePrefixes = ["b/"u8.ToArray(), "o/"u8.ToArray(), "u/"u8.ToArray(), "q/"u8.ToArray()];
+    private static readonly byte[][] TablePrefixes = ["b/"u8.ToArray(), "o/"u8.ToArray(), "u/"u8.ToArray(), "q/"u8.ToArray(), "l/"u8.ToArray()];
 
     private static byte[] Prefix(RecordTable table) => TablePrefixes[(int)table];
 

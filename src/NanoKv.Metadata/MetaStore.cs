@@ -32,10 +32,42 @@ public sealed record ObjectMeta
     public long CreatedMs { get; init; }
 
     public long UpdatedMs { get; init; }
+
+    /// <summary>Pending writes: id of the coordinator running (or resolving) the write; "" on older records.</summary>
+    public string Owner { get; init; } = "";
+
+    /// <summary>
+    /// Pending writes: the owner's lease (Unix ms). Past it any coordinator may claim and resolve the write;
+    /// 0 = no lease (older records: resolvable at once). Part of what compare-and-swap compares, so a claim
+    /// or renewal is itself a swap and two coordinators never both hold a write.
+    /// </summary>
+    public long LeaseUntilMs { get; init; }
 }
 
-/// <summary>A volume the coordinator has heard of, persisted so a restart remembers joined nodes.</summary>
-public sealed record NodeRecord(string NodeId, string Url);
+/// <summary>
+/// A volume the coordinator has heard of, persisted so a restart remembers joined nodes. On shared metadata it
+/// also carries the cluster's one health verdict for the node: the freshest observation any coordinator made.
+/// </summary>
+public sealed record NodeRecord(string NodeId, string Url)
+{
+    /// <summary>The verdict; null = none published (RocksDB, or nobody observed the node yet).</summary>
+    public NodeVerdict? Verdict { get; init; }
+
+    /// <summary>When the verdict's observation was made (Unix ms): a probe or heartbeat answer, or a failure.</summary>
+    public long ObservedMs { get; init; }
+
+    /// <summary>Id of the coordinator that made the observation.</summary>
+    public string By { get; init; } = "";
+}
+
+/// <summary>A node's health as one coordinator observed it and published it for the others.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<NodeVerdict>))]
+public enum NodeVerdict
+{
+    Alive,
+    Suspect,
+    Down,
+}
 
 /// <summary>
 /// RocksDB metadata. Key layout: "m/"+key → object meta; "p/"+key → marker for pending writes (so restart
@@ -135,7 +167,7 @@ public sealed partial class MetaStore : IMetaStore
         return new Releaser(s);
     }
 
-    public bool CompareAndSwap(byte[] key, ObjectMeta? expected, ObjectMeta? next)
+    public bool CompareAndSwap(byte[] key, ObjectMeta? expected, ObjectMeta? next, bool sync = true)
     {
         lock (_casStripes[Stripe(key, _casStripes.Length)])
         {
@@ -149,7 +181,7 @@ public sealed partial class MetaStore : IMetaStore
             }
             else
             {
-                Put(key, next);
+                Put(key, next, sync);
             }
             return true;
         }

@@ -6,20 +6,25 @@ using System.Text.Json;
 using NanoKv.Core;
 using NanoKv.Metadata;
 using NanoKv.Tests.Infrastructure;
+using NanoKv.Tests.Metadata;
 
 namespace NanoKv.Tests;
 
 /// <summary>PUT/GET/DELETE through a real coordinator and real volumes.</summary>
-public class DataPathTests
+public class DataPathTests(PostgresFixture pg) : IClassFixture<PostgresFixture>
 {
+    /// <summary>The data-path tests that run on both metadata backends (a Theory parameter).</summary>
+    public static TheoryData<MetaBackendKind> Backends => MetaLocation.All;
+
     private static byte[] Payload(int size) => RandomNumberGenerator.GetBytes(size);
 
     private static string Etag(byte[] data) => Blake3.Hasher.Hash(data).ToString();
 
-    [Fact]
-    public async Task PutGetDeleteHappyPath()
+    [Theory]
+    [MemberData(nameof(Backends))]
+    public async Task PutGetDeleteHappyPath(MetaBackendKind kind)
     {
-        await using var c = await TestCluster.StartAsync();
+        await using var c = await TestCluster.StartAsync(meta: await pg.MetaAsync(kind));
         var data = Payload(3 * 1024 * 1024 + 17);
         using var put = await c.Client.PutAsync($"{c.Url}/my%2Ffile.bin", new ByteArrayContent(data));
         Assert.Equal(HttpStatusCode.Created, put.StatusCode);
@@ -59,10 +64,11 @@ public class DataPathTests
         Assert.Equal(data[100..200], await part.Content.ReadAsByteArrayAsync());
     }
 
-    [Fact]
-    public async Task ThreeWayReplicationPutsIdenticalBytesOnTheHrwNodes()
+    [Theory]
+    [MemberData(nameof(Backends))]
+    public async Task ThreeWayReplicationPutsIdenticalBytesOnTheHrwNodes(MetaBackendKind kind)
     {
-        await using var c = await TestCluster.StartAsync(volumes: 5, replicas: 3);
+        await using var c = await TestCluster.StartAsync(volumes: 5, replicas: 3, meta: await pg.MetaAsync(kind));
         var key = "replicated/object"u8.ToArray();
         var data = Payload(2_000_000);
         (await c.Client.PutAsync($"{c.Url}/{KeyCodec.Encode(key)}", new ByteArrayContent(data))).EnsureSuccessStatusCode();
@@ -86,10 +92,11 @@ public class DataPathTests
         }
     }
 
-    [Fact]
-    public async Task KeysAreWriteOnceUntilDeleted()
+    [Theory]
+    [MemberData(nameof(Backends))]
+    public async Task KeysAreWriteOnceUntilDeleted(MetaBackendKind kind)
     {
-        await using var c = await TestCluster.StartAsync();
+        await using var c = await TestCluster.StartAsync(meta: await pg.MetaAsync(kind));
         (await c.Client.PutAsync($"{c.Url}/once", new ByteArrayContent(Payload(1000)))).EnsureSuccessStatusCode();
         using var again = await c.Client.PutAsync($"{c.Url}/once", new ByteArrayContent(Payload(1000)));
         Assert.Equal(HttpStatusCode.Conflict, again.StatusCode);
@@ -102,10 +109,11 @@ public class DataPathTests
         Assert.Equal(second, await c.Client.GetByteArrayAsync($"{c.Url}/once"));
     }
 
-    [Fact]
-    public async Task DeleteIsIdempotentAndReachesEveryReplica()
+    [Theory]
+    [MemberData(nameof(Backends))]
+    public async Task DeleteIsIdempotentAndReachesEveryReplica(MetaBackendKind kind)
     {
-        await using var c = await TestCluster.StartAsync();
+        await using var c = await TestCluster.StartAsync(meta: await pg.MetaAsync(kind));
         var key = "to-delete"u8.ToArray();
         (await c.Client.PutAsync($"{c.Url}/to-delete", new ByteArrayContent(Payload(5000)))).EnsureSuccessStatusCode();
         Assert.All(c.Volumes, v => Assert.True(File.Exists(v!.Store.BlobPath(key))));
@@ -127,10 +135,11 @@ public class DataPathTests
         }
     }
 
-    [Fact]
-    public async Task DeleteWithAReplicaDownIsQuickAndLeavesTombstonesOnTheOthers()
+    [Theory]
+    [MemberData(nameof(Backends))]
+    public async Task DeleteWithAReplicaDownIsQuickAndLeavesTombstonesOnTheOthers(MetaBackendKind kind)
     {
-        await using var c = await TestCluster.StartAsync();
+        await using var c = await TestCluster.StartAsync(meta: await pg.MetaAsync(kind));
         var key = "half-deleted"u8.ToArray();
         (await c.Client.PutAsync($"{c.Url}/half-deleted", new ByteArrayContent(Payload(1000)))).EnsureSuccessStatusCode();
         await c.StopVolumeAsync(2, waitDown: true);
@@ -148,10 +157,11 @@ public class DataPathTests
         // What happens when volume 2 returns (the delete arrives, within a bound): Faults/OwedDeleteTests.
     }
 
-    [Fact]
-    public async Task GetIsServedByAnotherReplicaWhenOneIsDown()
+    [Theory]
+    [MemberData(nameof(Backends))]
+    public async Task GetIsServedByAnotherReplicaWhenOneIsDown(MetaBackendKind kind)
     {
-        await using var c = await TestCluster.StartAsync();
+        await using var c = await TestCluster.StartAsync(meta: await pg.MetaAsync(kind));
         var key = "survivor"u8.ToArray();
         var data = Payload(100_000);
         (await c.Client.PutAsync($"{c.Url}/survivor", new ByteArrayContent(data))).EnsureSuccessStatusCode();
@@ -163,10 +173,11 @@ public class DataPathTests
         Assert.Equal(data, await proxied.Content.ReadAsByteArrayAsync());
     }
 
-    [Fact]
-    public async Task PutSucceedsWhenAChosenNodeIsDown()
+    [Theory]
+    [MemberData(nameof(Backends))]
+    public async Task PutSucceedsWhenAChosenNodeIsDown(MetaBackendKind kind)
     {
-        await using var c = await TestCluster.StartAsync(volumes: 4, replicas: 3);
+        await using var c = await TestCluster.StartAsync(volumes: 4, replicas: 3, meta: await pg.MetaAsync(kind));
         var key = "placed-around"u8.ToArray();
         var preferred = Placement.Choose(key, c.Volumes.Select(v => v!.NodeId), 3);
         await c.StopVolumeAsync(c.IndexOf(preferred[0]), waitDown: true);
@@ -202,11 +213,13 @@ public class DataPathTests
     }
 
     [Theory]
-    [InlineData("prepare")]
-    [InlineData("commit")]
-    public async Task TransientFailuresAreRetried(string op)
+    [InlineData(MetaBackendKind.RocksDb, "prepare")]
+    [InlineData(MetaBackendKind.RocksDb, "commit")]
+    [InlineData(MetaBackendKind.Postgres, "prepare")]
+    [InlineData(MetaBackendKind.Postgres, "commit")]
+    public async Task TransientFailuresAreRetried(MetaBackendKind kind, string op)
     {
-        await using var c = await TestCluster.StartAsync();
+        await using var c = await TestCluster.StartAsync(meta: await pg.MetaAsync(kind));
         await Arm(c, 0, new { op, mode = "fail", count = 2, status = 503 });
         var data = Payload(50_000);
         using var put = await c.Client.PutAsync($"{c.Url}/retried-{op}", new ByteArrayContent(data));
@@ -215,12 +228,15 @@ public class DataPathTests
     }
 
     [Theory]
-    [InlineData("upload", 503)]
-    [InlineData("commit", 503)]
-    [InlineData("upload", 400)]
-    public async Task PermanentFailuresAbortAndLeaveNothing(string op, int status)
+    [InlineData(MetaBackendKind.RocksDb, "upload", 503)]
+    [InlineData(MetaBackendKind.RocksDb, "commit", 503)]
+    [InlineData(MetaBackendKind.RocksDb, "upload", 400)]
+    [InlineData(MetaBackendKind.Postgres, "upload", 503)]
+    [InlineData(MetaBackendKind.Postgres, "commit", 503)]
+    [InlineData(MetaBackendKind.Postgres, "upload", 400)]
+    public async Task PermanentFailuresAbortAndLeaveNothing(MetaBackendKind kind, string op, int status)
     {
-        await using var c = await TestCluster.StartAsync();
+        await using var c = await TestCluster.StartAsync(meta: await pg.MetaAsync(kind));
         await Arm(c, 1, new { op, mode = "fail", count = 1000, status });
         var key = Encoding.UTF8.GetBytes($"doomed-{op}");
         using var put = await c.Client.PutAsync($"{c.Url}/doomed-{op}", new ByteArrayContent(Payload(50_000)));
@@ -323,19 +339,21 @@ public class DataPathTests
         Assert.Equal(data, await c.Client.GetByteArrayAsync($"{c.Url}/chunked"));
     }
 
-    [Fact]
-    public async Task EmptyObjectsWork()
+    [Theory]
+    [MemberData(nameof(Backends))]
+    public async Task EmptyObjectsWork(MetaBackendKind kind)
     {
-        await using var c = await TestCluster.StartAsync();
+        await using var c = await TestCluster.StartAsync(meta: await pg.MetaAsync(kind));
         using var put = await c.Client.PutAsync($"{c.Url}/empty", new ByteArrayContent([]));
         Assert.Equal(HttpStatusCode.Created, put.StatusCode);
         Assert.Empty(await c.Client.GetByteArrayAsync($"{c.Url}/empty"));
     }
 
-    [Fact]
-    public async Task ConcurrentPutsOfOneKeyHaveExactlyOneWinner()
+    [Theory]
+    [MemberData(nameof(Backends))]
+    public async Task ConcurrentPutsOfOneKeyHaveExactlyOneWinner(MetaBackendKind kind)
     {
-        await using var c = await TestCluster.StartAsync();
+        await using var c = await TestCluster.StartAsync(meta: await pg.MetaAsync(kind));
         var tasks = Enumerable.Range(0, 8).Select(async _ =>
         {
             using var r = await c.Client.PutAsync($"{c.Url}/contended", new ByteArrayContent(Payload(200_000)));
@@ -427,10 +445,11 @@ public class DataPathTests
         await AssertJsonError(resp, "invalid_key");
     }
 
-    [Fact]
-    public async Task BodyShorterThanContentLengthIsRejectedAndLeavesNothing()
+    [Theory]
+    [MemberData(nameof(Backends))]
+    public async Task BodyShorterThanContentLengthIsRejectedAndLeavesNothing(MetaBackendKind kind)
     {
-        await using var c = await TestCluster.StartAsync();
+        await using var c = await TestCluster.StartAsync(meta: await pg.MetaAsync(kind));
         var uri = new Uri(c.Url);
         using (var tcp = new System.Net.Sockets.TcpClient())
         {

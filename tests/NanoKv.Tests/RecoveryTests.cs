@@ -73,7 +73,11 @@ public class RecoveryTests
         await using var c = await TestCluster.StartAsync();
         var crash = await CrashMidWriteAsync(c, $"partial-{commits}-{uploaded}", commits, uploaded);
         await c.StartCoordinatorAsync();
-        await TestCluster.WaitUntilAsync(() => c.Coordinator.Store.PendingKeys().Count == 0, TimeSpan.FromSeconds(15), "recovery");
+        // The rollback's deletes follow its metadata change: wait for both rather than race the fan-out.
+        await TestCluster.WaitUntilAsync(
+            () => c.Coordinator.Store.PendingKeys().Count == 0 && c.Volumes.All(v => v is null || !File.Exists(v.Store.BlobPath(crash.Key))),
+            TimeSpan.FromSeconds(15),
+            "recovery");
 
         var meta = c.Coordinator.Store.Get(crash.Key);
         Assert.True(meta is null || meta.State == ObjectState.Tombstoned);

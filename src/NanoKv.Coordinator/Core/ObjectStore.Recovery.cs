@@ -56,50 +56,28 @@ public sealed partial class ObjectStore
     }
 
     /// <summary>
-    /// Resolves writes left pending by a crash: roll forward when every replica committed, otherwise
-    /// roll back. Keys whose replicas cannot be reached are retried until RecoveryGiveUp.
+    /// Resolves one pending write this coordinator has claimed (<see cref="SweepPendingOnceAsync"/>): roll
+    /// forward when every replica committed it with the recorded BLAKE3, otherwise roll back. False when a
+    /// replica cannot be reached yet (the sweeper retries until giveUp). Every change compares the claimed meta.
     /// </summary>
-    public async Task RecoverPendingAsync(CancellationToken ct)
+    private async Task<bool> TryRecoverAsync(byte[] key, ObjectMeta meta, bool giveUp, CancellationToken ct)
     {
-        var started = DateTimeOffset.UtcNow;
-        var keys = store.PendingKeys();
-        while (keys.Count > 0 && !ct.IsCancellationRequested)
-        {
-            var giveUp = DateTimeOffset.UtcNow - started > settings.RecoveryGiveUp;
-            var left = new List<byte[]>();
-            foreach (var key in keys)
-            {
-                if (!await TryRecoverAsync(key, giveUp, ct))
-                {
-                    left.Add(key);
-                }
-            }
-            keys = left;
-            if (keys.Count > 0)
-            {
-                await Task.Delay(TimeSpan.FromSeconds(2), ct);
-            }
-        }
-    }
-
-    private async Task<bool> TryRecoverAsync(byte[] key, bool giveUp, CancellationToken ct)
-    {
-        var meta = store.Get(key);
-        if (meta is null || meta.State != ObjectState.Pending)
-        {
-            return true;
-        }
         var states = new Dictionary<string, string>();
         foreach (var id in meta.Replicas)
         {
             var url = nodes.UrlOf(id);
             var r = url is null ? null : await volumes.UploadStatusAsync(url, meta.UploadId, ct);
-            var state = r is { Ok: true } ? r.As<UploadStatus>()?.State ?? "unknown" : "unreachable";
+            var status = r is { Ok: true } ? r.As<UploadStatus>() : null;
+            var state = r is { Ok: true } ? status?.State ?? "unknown" : "unreachable";
+            if (state == "committed" && !SameHash(status?.Etag, meta.Etag))
+            {
+                state = "wrong-hash";
+            }
             if (state == "unknown" && url is not null)
             {
-                // The commit marker is not fsync'd; the blob stamped with this write's version is the durable proof.
+                // The commit marker is not fsync'd; the blob stamped with this write's version (and hash) is the durable proof.
                 var info = await volumes.BlobInfoAsync(url, key, false, ct);
-                if (info.Ok && info.As<BlobInfo>() is { Exists: true } b && b.Version == meta.Version && b.Size == meta.Size)
+                if (info.Ok && info.As<BlobInfo>() is { Exists: true } b && b.Version == meta.Version && b.Size == meta.Size && SameHash(b.StoredEtag ?? b.Etag, meta.Etag))
                 {
                     state = "committed";
                 }
@@ -113,7 +91,7 @@ public sealed partial class ObjectStore
         var committedOn = states.Where(s => s.Value == "committed").Select(s => s.Key).ToList();
         if (committedOn.Count == meta.Replicas.Count && meta.Etag.Length > 0)
         {
-            if (store.CompareAndSwap(key, meta, meta with { State = ObjectState.Committed, UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() }))
+            if (store.CompareAndSwap(key, meta, meta with { State = ObjectState.Committed, UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), Owner = "", LeaseUntilMs = 0 }))
             {
                 logger.LogInformation("recovered pending {Key}: rolled forward", KeyCodec.Display(key));
             }
@@ -123,6 +101,9 @@ public sealed partial class ObjectStore
         logger.LogInformation("recovered pending {Key}: rolled back ({States})", KeyCodec.Display(key), string.Join(", ", states.Select(s => $"{s.Key}={s.Value}")));
         return true;
     }
+
+    /// <summary>A volume's recorded BLAKE3 matches the write's (a volume that reports none is judged by version and size).</summary>
+    private static bool SameHash(string? stored, string recorded) => string.IsNullOrEmpty(stored) || stored == recorded;
 
     /// <summary>
     /// Undoes a partially committed write: abort where it did not commit, tombstone the key and delete it
@@ -144,7 +125,7 @@ public sealed partial class ObjectStore
         logger.LogWarning("rolling back {Key}: deleting it on {Holders}", KeyCodec.Display(key), string.Join(", ", holders));
         var version = clock.Next();
         // Only the coordinator whose swap succeeds fans the deletes out; another one resolved it otherwise.
-        if (store.CompareAndSwap(key, pending, pending with { State = ObjectState.Tombstoned, Version = version, Replicas = holders, UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() }))
+        if (store.CompareAndSwap(key, pending, pending with { State = ObjectState.Tombstoned, Version = version, Replicas = holders, UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), Owner = "", LeaseUntilMs = 0 }))
         {
             await FanOutDeleteAsync(key, holders, version);
         }

@@ -61,20 +61,23 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
         }
         // Recorded before commit so a coordinator crash during commit can roll forward. Not fsync'd: if it
         // is lost, recovery rolls the (never acknowledged) write back instead.
-        write.Meta = write.Meta with { Size = copy.Bytes, Etag = copy.Etag };
-        store.Put(key, write.Meta, sync: false);
+        if (!write.TrySwap(write.Meta with { Size = copy.Bytes, Etag = copy.Etag }, sync: false))
+        {
+            return LeaseLapsed(key);
+        }
 
         // Commit: not cancellable by the client from here on; a key must end fully written or absent.
         write.Settle();
         var pending = write.Meta;
         var commits = await Task.WhenAll(pending.Replicas.Select(id =>
             volumes.CommitAsync(nodes.UrlOf(id)!, key, pending.UploadId, pending.Version, CancellationToken.None)));
+        pending = write.StopRenewing(); // the latest lease: the swaps below compare it
         phase = Metrics.Phase(PutPhase.Commit, phase);
         Metrics.ReplicaFailed(PutPhase.Commit, commits.Count(c => !c.Ok));
         if (commits.All(c => c.Ok))
         {
             CrashPoints.Hit(CrashPoint.CoordinatorAfterCommitFanOut);
-            var meta = pending with { State = ObjectState.Committed, UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() };
+            var meta = pending with { State = ObjectState.Committed, UpdatedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), Owner = "", LeaseUntilMs = 0 };
             if (CrashPoints.Skipped(CrashPoints.WalSync))
             {
                 store.Put(key, meta, sync: false); // test-only mutation: the durability checker must notice
@@ -119,7 +122,7 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
             }
             var ranked = Placement.Rank(key, alive);
             var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-            var pending = new ObjectMeta
+            var pending = Leased(new ObjectMeta
             {
                 State = ObjectState.Pending,
                 Replicas = ranked.GetRange(0, n),
@@ -127,14 +130,17 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
                 Version = clock.Next(),
                 CreatedMs = now,
                 UpdatedMs = now,
-            };
+            });
             // The lock orders writers in this process; the compare-and-swap orders them across coordinators
             // sharing the metadata: exactly one reservation of a free key wins.
+            var write = new PendingWrite(this, key, pending, previous, ranked.Skip(n));
+            Track(write); // before the swap: this coordinator's sweeper must never take a write it is running
             if (!store.CompareAndSwap(key, previous, pending))
             {
+                Forget(write);
                 return new StoreError(StoreErrorKind.WriteInProgress, $"another write of key {KeyCodec.Display(key)} started meanwhile");
             }
-            return new PendingWrite(this, key, pending, previous, ranked.Skip(n));
+            return write;
         }
     }
 
@@ -173,10 +179,9 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
         {
             return new StoreError(StoreErrorKind.InsufficientNodes, $"could not prepare {n} replicas: {string.Join("; ", failures)}");
         }
-        if (!write.Prepared.SequenceEqual(pending.Replicas))
+        if (!write.Prepared.SequenceEqual(pending.Replicas) && !write.TrySwap(write.Meta with { Replicas = [.. write.Prepared] }))
         {
-            write.Meta = pending with { Replicas = [.. write.Prepared] };
-            store.Put(write.Key, write.Meta);
+            return LeaseLapsed(write.Key);
         }
         return null;
     }
@@ -320,13 +325,13 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
     }
 
     /// <summary>A reserved write; disposing it before <see cref="Settle"/> aborts it (the one abort guard of PUT).</summary>
-    private sealed class PendingWrite(ObjectStore owner, byte[] key, ObjectMeta meta, ObjectMeta? previous, IEnumerable<string> spares) : IAsyncDisposable
+    private sealed partial class PendingWrite(ObjectStore owner, byte[] key, ObjectMeta meta, ObjectMeta? previous, IEnumerable<string> spares) : IAsyncDisposable
     {
         private bool _settled;
 
         public byte[] Key => key;
 
-        public ObjectMeta Meta { get; set; } = meta;
+        public ObjectMeta Meta { get; private set; } = meta;
 
         public List<string> Prepared { get; } = [];
 
@@ -337,10 +342,18 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
 
         public async ValueTask DisposeAsync()
         {
-            if (!_settled)
+            var latest = StopRenewing();
+            try
             {
-                owner.Metrics.Aborts.Inc();
-                await owner.AbortAsync(key, Meta, Prepared, previous);
+                if (!_settled)
+                {
+                    owner.Metrics.Aborts.Inc();
+                    await owner.AbortAsync(key, latest, Prepared, previous);
+                }
+            }
+            finally
+            {
+                owner.Forget(this);
             }
         }
     }

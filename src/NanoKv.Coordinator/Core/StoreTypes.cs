@@ -22,6 +22,18 @@ public sealed record DataPathSettings
 
     /// <summary>How long recovery waits for an unreachable replica before treating its commit as failed.</summary>
     public TimeSpan RecoveryGiveUp { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>
+    /// Lease of a pending write: renewed while the PUT runs; once it lapses (the coordinator died) any
+    /// coordinator's sweeper claims and resolves the write.
+    /// </summary>
+    public TimeSpan PendingLease { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>This coordinator's id, recorded as the owner of its pending writes (stable across restarts: kept in the state folder).</summary>
+    public string CoordinatorId { get; init; } = "coord-" + Guid.NewGuid().ToString("N")[..12];
+
+    /// <summary>How often the sweeper looks for lapsed pending writes (and the retry pace of unresolved ones).</summary>
+    public TimeSpan SweepInterval => TimeSpan.FromMilliseconds(Math.Clamp(PendingLease.TotalMilliseconds / 4, 100, 2000));
 }
 
 /// <summary>Why a store operation did not succeed; each front end maps it to its own status and error format.</summary>

@@ -59,9 +59,9 @@ public sealed partial class PostgresMetaStore : IMetaStore
         {
             using var batch = new NpgsqlBatch(conn);
             batch.BatchCommands.Add(Command(
-                "INSERT INTO nanokv_objects (k, state, upload_id, ver, meta) VALUES ($1, $2, $3, $4, $5) "
-                + "ON CONFLICT (k) DO UPDATE SET state = excluded.state, upload_id = excluded.upload_id, ver = excluded.ver, meta = excluded.meta",
-                k, (short)meta.State, meta.UploadId, meta.Version, value));
+                "INSERT INTO nanokv_objects (k, state, upload_id, ver, meta, lease) VALUES ($1, $2, $3, $4, $5, $6) "
+                + "ON CONFLICT (k) DO UPDATE SET state = excluded.state, upload_id = excluded.upload_id, ver = excluded.ver, meta = excluded.meta, lease = excluded.lease",
+                k, (short)meta.State, meta.UploadId, meta.Version, value, meta.LeaseUntilMs));
             AddVersionBump(batch, meta.Version);
             return batch.ExecuteNonQuery(); // one implicit transaction: the meta and the high-water mark together
         });
@@ -74,7 +74,7 @@ public sealed partial class PostgresMetaStore : IMetaStore
         _retry.Run("remove", (conn, _) => Exec(conn, "DELETE FROM nanokv_objects WHERE k = $1", k));
     }
 
-    public bool CompareAndSwap(byte[] key, ObjectMeta? expected, ObjectMeta? next)
+    public bool CompareAndSwap(byte[] key, ObjectMeta? expected, ObjectMeta? next, bool sync = true)
     {
         var value = next is null ? null : MetaCodec.Encode(next);
         var swapped = _retry.Run("compare-and-swap", (conn, attempt) =>
@@ -84,14 +84,15 @@ public sealed partial class PostgresMetaStore : IMetaStore
             {
                 (null, null) => Command("SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM nanokv_objects WHERE k = $1)", key),
                 (null, not null) => Command(
-                    "INSERT INTO nanokv_objects (k, state, upload_id, ver, meta) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (k) DO NOTHING",
-                    key, (short)next.State, next.UploadId, next.Version, value!),
+                    "INSERT INTO nanokv_objects (k, state, upload_id, ver, meta, lease) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (k) DO NOTHING",
+                    key, (short)next.State, next.UploadId, next.Version, value!, next.LeaseUntilMs),
                 (not null, null) => Command(
-                    "DELETE FROM nanokv_objects WHERE k = $1 AND state = $2 AND upload_id = $3 AND ver = $4",
-                    key, (short)expected.State, expected.UploadId, expected.Version),
+                    "DELETE FROM nanokv_objects WHERE k = $1 AND state = $2 AND upload_id = $3 AND ver = $4 AND lease = $5",
+                    key, (short)expected.State, expected.UploadId, expected.Version, expected.LeaseUntilMs),
                 (not null, not null) => Command(
-                    "UPDATE nanokv_objects SET state = $5, upload_id = $6, ver = $7, meta = $8 WHERE k = $1 AND state = $2 AND upload_id = $3 AND ver = $4",
-                    key, (short)expected.State, expected.UploadId, expected.Version, (short)next.State, next.UploadId, next.Version, value!),
+                    "UPDATE nanokv_objects SET state = $6, upload_id = $7, ver = $8, meta = $9, lease = $10 "
+                    + "WHERE k = $1 AND state = $2 AND upload_id = $3 AND ver = $4 AND lease = $5",
+                    key, (short)expected.State, expected.UploadId, expected.Version, expected.LeaseUntilMs, (short)next.State, next.UploadId, next.Version, value!, next.LeaseUntilMs),
             });
             if (next is not null)
             {

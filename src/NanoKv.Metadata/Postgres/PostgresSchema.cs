@@ -8,7 +8,7 @@ namespace NanoKv.Metadata.Postgres;
 /// </summary>
 internal static class PostgresSchema
 {
-    /// <summary>Space ids of nanokv_records beside the RecordTable values (0..3).</summary>
+    /// <summary>Space ids of nanokv_records beside the RecordTable values (0..4).</summary>
     public const short NodesSpace = 100;
 
     public const short OwedDeletesSpace = 101;
@@ -22,6 +22,11 @@ internal static class PostgresSchema
             "CREATE TABLE IF NOT EXISTS nanokv_records (space SMALLINT NOT NULL, k BYTEA NOT NULL, v BYTEA NOT NULL, PRIMARY KEY (space, k))",
             "CREATE TABLE IF NOT EXISTS nanokv_counters (name TEXT PRIMARY KEY, v BIGINT NOT NULL)",
             "INSERT INTO nanokv_counters (name, v) VALUES ('version', 0) ON CONFLICT (name) DO NOTHING",
+        ],
+
+        // 2: the pending write's lease (ObjectMeta.LeaseUntilMs), compared by compare-and-swap like state/upload/version.
+        [
+            "ALTER TABLE nanokv_objects ADD COLUMN IF NOT EXISTS lease BIGINT NOT NULL DEFAULT 0",
         ],
     ];
 

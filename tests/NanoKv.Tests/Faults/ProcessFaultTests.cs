@@ -5,6 +5,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using NanoKv.Core;
 using NanoKv.Tests.Infrastructure;
+using NanoKv.Tests.Metadata;
 
 namespace NanoKv.Tests.Faults;
 
@@ -12,8 +13,11 @@ namespace NanoKv.Tests.Faults;
 /// Fault scenarios against real processes (kill -9, SIGSTOP, restarts). Each ends with
 /// <see cref="ProcessCluster.AssertConvergedAsync"/>: nothing acknowledged is lost, nothing deleted returns.
 /// </summary>
-public class ProcessFaultTests
+public class ProcessFaultTests(PostgresFixture pg) : IClassFixture<PostgresFixture>
 {
+    /// <summary>The coordinator-crash scenarios run on both metadata backends (a Theory parameter).</summary>
+    public static TheoryData<MetaBackendKind> Backends => MetaLocation.All;
+
     private static async Task<Dictionary<string, byte[]>> PutManyAsync(ProcessCluster c, string prefix, int count, int size = 100_000)
     {
         var acked = new Dictionary<string, byte[]>();
@@ -27,10 +31,11 @@ public class ProcessFaultTests
         return acked;
     }
 
-    [Fact]
-    public async Task Scenario01_KillVolumeMidLargePutThenRestart()
+    [Theory]
+    [MemberData(nameof(Backends))]
+    public async Task Scenario01_KillVolumeMidLargePutThenRestart(MetaBackendKind kind)
     {
-        await using var c = await ProcessCluster.StartAsync(volumes: 3, replicas: 3);
+        await using var c = await ProcessCluster.StartAsync(volumes: 3, replicas: 3, meta: await pg.MetaAsync(kind));
         var acked = await PutManyAsync(c, "before", 5);
         var killed = new TaskCompletionSource();
         var body = new RandomContent(64 * 1024 * 1024, chunk: 1024 * 1024)
@@ -76,11 +81,13 @@ public class ProcessFaultTests
     /// (their commit is stalled by a fault rule): restart must roll the write back, deterministically.
     /// </summary>
     [Theory]
-    [InlineData(3, "before any replica committed")]
-    [InlineData(1, "after some replicas committed")]
-    public async Task Scenario02_KillCoordinatorBeforeEveryReplicaCommittedRollsBack(int stalledVolumes, string when)
+    [InlineData(MetaBackendKind.RocksDb, 3, "before any replica committed")]
+    [InlineData(MetaBackendKind.RocksDb, 1, "after some replicas committed")]
+    [InlineData(MetaBackendKind.Postgres, 3, "before any replica committed")]
+    [InlineData(MetaBackendKind.Postgres, 1, "after some replicas committed")]
+    public async Task Scenario02_KillCoordinatorBeforeEveryReplicaCommittedRollsBack(MetaBackendKind kind, int stalledVolumes, string when)
     {
-        await using var c = await ProcessCluster.StartAsync(volumes: 3, replicas: 3);
+        await using var c = await ProcessCluster.StartAsync(volumes: 3, replicas: 3, meta: await pg.MetaAsync(kind));
         var acked = await PutManyAsync(c, "k", 3);
         for (var i = 0; i < stalledVolumes; i++)
         {
@@ -120,10 +127,11 @@ public class ProcessFaultTests
     /// The real coordinator process dies at the crash point between its commit fan-out (every replica
     /// committed) and its metadata write: the client never hears yes, and restart rolls the write forward.
     /// </summary>
-    [Fact]
-    public async Task Scenario02_KillCoordinatorAfterEveryReplicaCommittedRollsForward()
+    [Theory]
+    [MemberData(nameof(Backends))]
+    public async Task Scenario02_KillCoordinatorAfterEveryReplicaCommittedRollsForward(MetaBackendKind kind)
     {
-        await using var c = await ProcessCluster.StartAsync(volumes: 3, replicas: 3);
+        await using var c = await ProcessCluster.StartAsync(volumes: 3, replicas: 3, meta: await pg.MetaAsync(kind));
         var acked = await PutManyAsync(c, "k", 3);
         c.KillCoordinator();
         await c.StartCoordinatorAsync(new Dictionary<string, string> { ["NANOKV_CRASH_AT"] = CrashPoint.CoordinatorAfterCommitFanOut });

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using NanoKv.Tests.Metadata;
 using Npgsql;
 
 namespace NanoKv.Tests.Infrastructure;
@@ -49,6 +50,9 @@ public sealed class PostgresFixture : IAsyncLifetime
         }
         return $"postgres://postgres@127.0.0.1:{Port}/{name}";
     }
+
+    /// <summary>The `meta:` argument of a cluster on the given backend: null = RocksDB (the default), else a fresh database.</summary>
+    public async Task<string?> MetaAsync(MetaBackendKind kind) => kind == MetaBackendKind.Postgres ? await CreateDatabaseAsync() : null;
 
     /// <summary>Starts the server (again) on the same folder and port; returns when it accepts connections.</summary>
     public Task StartAsync() => RunAsync(

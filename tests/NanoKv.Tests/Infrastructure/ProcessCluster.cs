@@ -33,6 +33,9 @@ public sealed class ProcessCluster : IAsyncDisposable
     private readonly int _replicas;
     private readonly int[] _volumePorts;
     private readonly int _coordPort;
+    private readonly int _coordPortB = TestCluster.FreePort();
+    private string? _meta;
+    private TimeSpan? _pendingLease;
     private readonly int _s3Port = TestCluster.FreePort();
 
     private ProcessCluster(int volumes, int replicas)
@@ -54,6 +57,11 @@ public sealed class ProcessCluster : IAsyncDisposable
     public ChildProcess?[] Volumes { get; }
 
     public ChildProcess? Coordinator { get; private set; }
+
+    /// <summary>A second coordinator on the same shared metadata (<see cref="StartCoordinatorBAsync"/>).</summary>
+    public ChildProcess? CoordinatorB { get; private set; }
+
+    public string UrlB => $"http://127.0.0.1:{_coordPortB}";
 
     public int Replicas => _replicas;
 
@@ -80,9 +88,11 @@ public sealed class ProcessCluster : IAsyncDisposable
 
     /// <summary>Starts the volumes, then the coordinator; waitAlive=false returns as soon as the coordinator answers /healthz.</summary>
     /// <param name="hooks">per process ("vol0", "coord"): environment and wrapper (strace, faketime) to start it with</param>
-    public static async Task<ProcessCluster> StartAsync(int volumes = 3, int replicas = 2, bool waitAlive = true, Func<string, ProcessHook?>? hooks = null)
+    /// <param name="meta">shared metadata (`--meta postgres://…`) instead of the RocksDB index</param>
+    /// <param name="pendingLease">`--pending-lease-ms` of every coordinator</param>
+    public static async Task<ProcessCluster> StartAsync(int volumes = 3, int replicas = 2, bool waitAlive = true, Func<string, ProcessHook?>? hooks = null, string? meta = null, TimeSpan? pendingLease = null)
     {
-        var c = new ProcessCluster(volumes, replicas);
+        var c = new ProcessCluster(volumes, replicas) { _meta = meta, _pendingLease = pendingLease };
         try
         {
             for (var i = 0; i < volumes; i++)
@@ -119,12 +129,38 @@ public sealed class ProcessCluster : IAsyncDisposable
     {
         Coordinator = await ChildProcess.StartAsync("coord", _coordPort,
         [
-            "serve", "--db", IndexDir, "--port", $"{_coordPort}", "--replicas", $"{_replicas}",
+            .. CoordinatorArgs(IndexDir, _coordPort), "--s3-port", $"{_s3Port}", "--s3-users", $"{S3AccessKey}:{S3SecretKey}",
+        ], env, wrapper);
+    }
+
+    /// <summary>Starts a second coordinator (own port and state folder, no S3) on the cluster's shared metadata.</summary>
+    public async Task StartCoordinatorBAsync(IDictionary<string, string>? env = null)
+    {
+        if (_meta is null)
+        {
+            throw new InvalidOperationException("a second coordinator needs shared metadata: StartAsync(meta: postgres://…)");
+        }
+        CoordinatorB = await ChildProcess.StartAsync("coord", _coordPortB, CoordinatorArgs(Path.Combine(Root, "index-b"), _coordPortB), env);
+    }
+
+    private List<string> CoordinatorArgs(string db, int port)
+    {
+        List<string> args =
+        [
+            "serve", "--db", db, "--port", $"{port}", "--replicas", $"{_replicas}",
             "--volumes", string.Join(',', _volumePorts.Select((_, i) => VolumeUrl(i))), "--secret", Secret,
             "--probe-interval-ms", $"{ProbeInterval.TotalMilliseconds}", "--suspect-after-ms", $"{SuspectAfter.TotalMilliseconds}",
             "--down-after-ms", $"{DownAfter.TotalMilliseconds}", "--retry-time-box-ms", $"{RetryTimeBox.TotalMilliseconds}",
-            "--s3-port", $"{_s3Port}", "--s3-users", $"{S3AccessKey}:{S3SecretKey}",
-        ], env, wrapper);
+        ];
+        if (_meta is not null)
+        {
+            args.AddRange(["--meta", _meta]);
+        }
+        if (_pendingLease is { } lease)
+        {
+            args.AddRange(["--pending-lease-ms", $"{lease.TotalMilliseconds}"]);
+        }
+        return args;
     }
 
     public void KillVolume(int i) => Volumes[i]?.Kill();
@@ -145,18 +181,18 @@ public sealed class ProcessCluster : IAsyncDisposable
         return stat[stat.LastIndexOf(')') + 2];
     }
 
-    public async Task<string> StatusOfAsync(int i)
+    public async Task<string> StatusOfAsync(int i, string? coordinatorUrl = null)
     {
-        var nodes = await Admin.GetFromJsonAsync<JsonElement>($"{Url}/admin/nodes");
+        var nodes = await Admin.GetFromJsonAsync<JsonElement>($"{coordinatorUrl ?? Url}/admin/nodes");
         return nodes.EnumerateArray().First(n => n.GetProperty("node_id").GetString() == $"vol{i}").GetProperty("status").GetString()!;
     }
 
-    public Task WaitAllAliveAsync() => TestCluster.WaitUntilAsync(
+    public Task WaitAllAliveAsync(string? coordinatorUrl = null) => TestCluster.WaitUntilAsync(
         async () =>
         {
             for (var i = 0; i < Volumes.Length; i++)
             {
-                if (await StatusOfAsync(i) != "alive")
+                if (await StatusOfAsync(i, coordinatorUrl) != "alive")
                 {
                     return false;
                 }
@@ -264,11 +300,14 @@ public sealed class ProcessCluster : IAsyncDisposable
                 v.Dispose();
             }
         }
-        if (Coordinator is { HasExited: false })
+        foreach (var coord in new[] { Coordinator, CoordinatorB })
         {
-            Signal(Coordinator, "CONT");
+            if (coord is { HasExited: false })
+            {
+                Signal(coord, "CONT");
+            }
+            coord?.Dispose();
         }
-        Coordinator?.Dispose();
         Client.Dispose();
         Admin.Dispose();
         await Task.Yield();

@@ -5,12 +5,16 @@ using NanoKv.Core;
 using NanoKv.Metadata;
 using NanoKv.Ops;
 using NanoKv.Tests.Infrastructure;
+using NanoKv.Tests.Metadata;
 
 namespace NanoKv.Tests.Ops;
 
 /// <summary>The ops commands against real volumes and coordinators, offline (--index) and live (--coord).</summary>
-public class OpsTests
+public class OpsTests(PostgresFixture pg) : IClassFixture<PostgresFixture>
 {
+    /// <summary>The live ops tests that run on both metadata backends (offline mode opens RocksDB only).</summary>
+    public static TheoryData<MetaBackendKind> Backends => MetaLocation.All;
+
     private static async Task<Dictionary<string, byte[]>> PutManyAsync(TestCluster c, int count, string prefix = "k", int size = 4096)
     {
         var written = new Dictionary<string, byte[]>();
@@ -177,10 +181,11 @@ public class OpsTests
         Assert.Equal(1, deep.Count("should_gc"));
     }
 
-    [Fact]
-    public async Task RepairRestoresReplicasAfterAWipeAndNeverCopiesFromACorruptReplica()
+    [Theory]
+    [MemberData(nameof(Backends))]
+    public async Task RepairRestoresReplicasAfterAWipeAndNeverCopiesFromACorruptReplica(MetaBackendKind kind)
     {
-        await using var c = await TestCluster.StartAsync();
+        await using var c = await TestCluster.StartAsync(meta: await pg.MetaAsync(kind));
         var data = await PutManyAsync(c, 12);
         // A key whose first choice of source (HRW order among the survivors) is the replica we corrupt.
         var ids = c.Volumes.Select(v => v!.NodeId).ToList();
@@ -206,10 +211,11 @@ public class OpsTests
         Assert.True((await LiveAsync(c, Opts("verify", c, deep: true))).Clean);
     }
 
-    [Fact]
-    public async Task GcRespectsTheTtlAndNeverDeletesTheLastCopy()
+    [Theory]
+    [MemberData(nameof(Backends))]
+    public async Task GcRespectsTheTtlAndNeverDeletesTheLastCopy(MetaBackendKind kind)
     {
-        await using var c = await TestCluster.StartAsync(volumes: 4, replicas: 3);
+        await using var c = await TestCluster.StartAsync(volumes: 4, replicas: 3, meta: await pg.MetaAsync(kind));
         var data = await PutManyAsync(c, 6);
         var stale = "k000";
         var staleMeta = c.Coordinator.Store.Get(Encoding.UTF8.GetBytes(stale))!;
@@ -250,10 +256,11 @@ public class OpsTests
         Assert.True((await LiveAsync(c, Opts("verify", c, deep: true))).Clean);
     }
 
-    [Fact]
-    public async Task GcSweepsStaleTempFiles()
+    [Theory]
+    [MemberData(nameof(Backends))]
+    public async Task GcSweepsStaleTempFiles(MetaBackendKind kind)
     {
-        await using var c = await TestCluster.StartAsync();
+        await using var c = await TestCluster.StartAsync(meta: await pg.MetaAsync(kind));
         var vc = new VolumeClient(c.Client, TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(2));
         Assert.True((await vc.PrepareAsync(c.Volume(0).Url, "t"u8.ToArray(), "abandoned", 10, default)).Ok);
         foreach (var f in Directory.GetFiles(c.Volume(0).Store.TmpDir))
@@ -265,10 +272,11 @@ public class OpsTests
         Assert.Empty(Directory.GetFiles(c.Volume(0).Store.TmpDir, "abandoned*"));
     }
 
-    [Fact]
-    public async Task RebalanceAfterAddingAFourthVolumeMovesAQuarterOfTheCopiesAndKeysStayReadable()
+    [Theory]
+    [MemberData(nameof(Backends))]
+    public async Task RebalanceAfterAddingAFourthVolumeMovesAQuarterOfTheCopiesAndKeysStayReadable(MetaBackendKind kind)
     {
-        await using var c = await TestCluster.StartAsync(volumes: 3, replicas: 3);
+        await using var c = await TestCluster.StartAsync(volumes: 3, replicas: 3, meta: await pg.MetaAsync(kind));
         var data = await PutManyAsync(c, 60, size: 2048);
         await c.AddVolumeAsync();
 
