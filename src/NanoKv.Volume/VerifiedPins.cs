@@ -54,11 +54,20 @@ public sealed unsafe partial class VerifiedPins : IDisposable
     {
         lock (_lock)
         {
+            if (!_pins.ContainsKey(path))
+            {
+                return null;
+            }
+        }
+        // statx outside the lock: concurrent GETs must not queue behind one another's syscall.
+        var ok = Stamp.OfPath(path, out var now);
+        lock (_lock)
+        {
             if (!_pins.TryGetValue(path, out var pin))
             {
                 return null;
             }
-            if (!Stamp.OfPath(path, out var now) || now != pin.Stamp)
+            if (!ok || now != pin.Stamp)
             {
                 RemoveLocked(pin); // replaced or modified on disk: this pin no longer stands for the file
                 return null;
@@ -156,8 +165,7 @@ public sealed unsafe partial class VerifiedPins : IDisposable
         {
             if (_pins.ContainsKey(pin.Path))
             {
-                pin.Evicted = true;
-                return; // unmapped when the lease is disposed
+                return; // another reader pinned it first: this one stays unlisted, unmapped when the lease ends
             }
             _pins[pin.Path] = pin;
             pin.Node = _lru.AddLast(pin);
@@ -240,7 +248,6 @@ public sealed unsafe partial class VerifiedPins : IDisposable
             _lru.Remove(pin.Node);
             pin.Listed = false;
         }
-        pin.Evicted = true;
         if (pin.Refs == 0)
         {
             UnmapLocked(pin);
@@ -273,15 +280,9 @@ public sealed unsafe partial class VerifiedPins : IDisposable
         lock (_lock)
         {
             pin.Refs--;
-            if (pin.Refs == 0 && (pin.Evicted || !pin.Listed))
+            if (pin.Refs == 0 && !pin.Listed)
             {
-                if (pin.Listed)
-                {
-                    _pins.Remove(pin.Path);
-                    _lru.Remove(pin.Node);
-                    pin.Listed = false;
-                }
-                UnmapLocked(pin);
+                UnmapLocked(pin); // evicted, never committed, or a duplicate: nobody can find it again
             }
         }
     }
@@ -320,7 +321,6 @@ public sealed unsafe partial class VerifiedPins : IDisposable
         internal SafeFileHandle Handle { get; } = handle;
         internal nint Address { get; set; } = address;
         internal int Refs { get; set; }
-        internal bool Evicted { get; set; }
         internal bool Listed { get; set; }
         internal LinkedListNode<Pin> Node { get; set; } = null!;
     }

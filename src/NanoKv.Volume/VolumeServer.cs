@@ -413,8 +413,9 @@ public sealed class VolumeServer : IAsyncDisposable
                 }
                 if (!copy.Ok)
                 {
-                    Pins.Evict(path);
-                    ctx.Abort(); // the last chunk was held back: the client sees a failed transfer
+                    // The last chunk was held back: the client sees a failed transfer. A changed file drops its
+                    // pin at the next TryAcquire (stamp mismatch); a client that went away leaves it valid.
+                    ctx.Abort();
                 }
                 return Results.Empty;
             }
