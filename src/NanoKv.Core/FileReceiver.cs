@@ -14,12 +14,16 @@ public static class FileReceiver
     /// <summary>Bytes gathered per write: 256 KiB, the same batch StreamCopier uses.</summary>
     public const int BatchSize = StreamCopier.BufferSize;
 
+    /// <summary>Dirty bytes after which writeback of what was received so far is started (see Durable.StartWriteback).</summary>
+    public const long WritebackStep = 8L * 1024 * 1024;
+
     /// <summary>Copies src into file from offset 0, hashing as it goes; InputError past maxBytes.</summary>
     public static async Task<CopyResult> CopyAsync(PipeReader src, SafeFileHandle file, long maxBytes, CancellationToken ct)
     {
         using var hasher = ContentHasher.New();
         var segments = new List<ReadOnlyMemory<byte>>();
         long total = 0;
+        long writtenBack = 0;
         try
         {
             while (true)
@@ -62,6 +66,11 @@ public static class FileReceiver
                         return new CopyResult(total, "", CopyStatus.OutputError, ex);
                     }
                     total += buffer.Length;
+                    if (total - writtenBack >= WritebackStep)
+                    {
+                        Durable.StartWriteback(file, writtenBack, total - writtenBack);
+                        writtenBack = total;
+                    }
                 }
                 src.AdvanceTo(buffer.End);
                 if (read.IsCompleted)

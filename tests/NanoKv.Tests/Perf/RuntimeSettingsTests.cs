@@ -21,4 +21,16 @@ public class RuntimeSettingsTests
         Assert.True(props.TryGetProperty("System.Runtime.TieredCompilation", out var tiered), $"{assembly}: TieredCompilation is not set");
         Assert.Equal(JsonValueKind.False, tiered.ValueKind);
     }
+
+    [Fact]
+    public void TheVolumeOpensFilesWithoutAdvisoryLocks()
+    {
+        // Each PUT opens several files; .NET's FileShare emulation adds an flock (and an ftruncate for
+        // FileMode.Create) to every open unless this is set.
+        var file = Path.Combine(AppContext.BaseDirectory, "volume.runtimeconfig.json");
+        using var json = JsonDocument.Parse(File.ReadAllText(file));
+        var props = json.RootElement.GetProperty("runtimeOptions").GetProperty("configProperties");
+        Assert.True(props.TryGetProperty("System.IO.DisableFileLocking", out var off), "volume: DisableFileLocking is not set");
+        Assert.Equal(JsonValueKind.True, off.ValueKind);
+    }
 }
