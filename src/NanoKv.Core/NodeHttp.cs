@@ -9,6 +9,9 @@ public static class NodeHttp
     /// <summary>PEM file of a CA that node-to-node HTTPS should trust besides the system store.</summary>
     public const string CaEnvVar = "NANOKV_TLS_CA";
 
+    /// <summary>Set by a volume on a full read it checks against the ETag it sends before the body's last chunk leaves.</summary>
+    public const string VerifiedHeader = "X-NanoKv-Verified";
+
     public static HttpClient Create(string? secret, TimeSpan? timeout = null)
     {
         var handler = new SocketsHttpHandler

@@ -126,10 +126,18 @@ public sealed partial class ObjectStore
             sink.Begin((int)resp.StatusCode, resp.Content.Headers.ContentLength, resp.Content.Headers.ContentRange?.ToString());
             await using var body = await resp.Content.ReadAsStreamAsync(ct);
             var full = resp.StatusCode == System.Net.HttpStatusCode.OK;
-            // Full bodies are checked against the committed etag, holding the last chunk back until it matches.
-            var copy = full
+            // A volume that verifies the read itself holds its last chunk back until the bytes match this very
+            // etag (or cuts the connection), so a complete body from it is a verified one: no second hash here.
+            var verifiedThere = full && resp.Headers.TryGetValues(NodeHttp.VerifiedHeader, out _)
+                && resp.Headers.ETag?.Tag == $"\"{meta.Etag}\"";
+            // Otherwise full bodies are checked here against the committed etag, the last chunk held back until it matches.
+            var copy = full && !verifiedThere
                 ? await StreamCopier.CopyVerifiedAsync(body, sink.Body, meta.Etag, ct)
                 : await StreamCopier.CopyAsync(body, sink.Body, ct);
+            if (verifiedThere && copy.Ok)
+            {
+                copy = copy with { Etag = meta.Etag };
+            }
             if (!copy.Ok || (full && (copy.Bytes != meta.Size || copy.Etag != meta.Etag)))
             {
                 // Never end a response that carried wrong bytes normally: the client must see a failure.
