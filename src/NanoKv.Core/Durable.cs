@@ -101,6 +101,65 @@ public static partial class Xattr
         return n <= 0 ? null : System.Text.Encoding.UTF8.GetString(buf, 0, (int)n);
     }
 
+    /// <summary>The raw value of an attribute, or null when absent (or the filesystem has none).</summary>
+    public static byte[]? TryGetBytes(string path, string name)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return null;
+        }
+        var buf = new byte[512];
+        while (true)
+        {
+            var n = GetXattr(path, name, buf, (nuint)buf.Length);
+            if (n >= 0)
+            {
+                return buf.AsSpan(0, (int)n).ToArray();
+            }
+            if (Marshal.GetLastPInvokeError() != 34 /* ERANGE */ || buf.Length >= 65536)
+            {
+                return null;
+            }
+            buf = new byte[buf.Length * 4];
+        }
+    }
+
+    /// <summary>Sets an attribute or throws (for state that must not be silently dropped).</summary>
+    public static void Set(string path, string name, ReadOnlySpan<byte> value)
+    {
+        var bytes = value.ToArray();
+        if (!OperatingSystem.IsLinux() || SetXattr(path, name, bytes, (nuint)bytes.Length, 0) != 0)
+        {
+            throw new IOException($"setxattr({path}, {name}) failed: errno {Marshal.GetLastPInvokeError()}");
+        }
+    }
+
+    /// <summary>Removes an attribute; true when it is gone (or never was there).</summary>
+    public static bool TryRemove(string path, string name) =>
+        OperatingSystem.IsLinux() && (RemoveXattr(path, name) == 0 || Marshal.GetLastPInvokeError() == 61 /* ENODATA */);
+
+    /// <summary>True when files in dir can carry user attributes (probed with a scratch file).</summary>
+    public static bool Supported(string dir)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return false;
+        }
+        var probe = Path.Combine(dir, ".xattr-probe-" + Guid.NewGuid().ToString("N")[..8]);
+        try
+        {
+            File.WriteAllBytes(probe, []);
+            return TrySet(probe, "user.nanokv.probe", "1") && TryGet(probe, "user.nanokv.probe") == "1";
+        }
+        finally
+        {
+            File.Delete(probe);
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "removexattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int RemoveXattr(string path, string name);
+
     [LibraryImport("libc", EntryPoint = "setxattr", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int SetXattr(string path, string name, byte[] value, nuint size, int flags);
 

@@ -26,8 +26,9 @@ public sealed class VolumeClient(HttpClient http, TimeSpan timeBox, TimeSpan att
     public Task<CallResult> CommitAsync(string url, byte[] key, string uploadId, long version, CancellationToken ct) =>
         PostAsync($"{url}/internal/commit?upload_id={uploadId}&key={KeyCodec.Encode(key)}&version={version}", ct);
 
-    public Task<CallResult> AbortAsync(string url, string uploadId, CancellationToken ct) =>
-        PostAsync($"{url}/internal/abort?upload_id={uploadId}", ct);
+    /// <param name="key">with version, lets the volume refuse an upload it committed before a restart</param>
+    public Task<CallResult> AbortAsync(string url, string uploadId, CancellationToken ct, byte[]? key = null, long? version = null) =>
+        PostAsync($"{url}/internal/abort?upload_id={uploadId}" + (key is null ? "" : $"&key={KeyCodec.Encode(key)}") + (version is long v ? $"&version={v}" : ""), ct);
 
     /// <param name="tombstone">false drops one replica copy without recording a delete</param>
     public Task<CallResult> DeleteAsync(string url, byte[] key, long version, CancellationToken ct, bool tombstone = true) =>

@@ -19,14 +19,17 @@ public sealed class VolumeException(int status, string code, string detail) : Ex
 /// The volume's filesystem: committed blobs under blobs/aa/bb/name, uploads in progress under tmp/,
 /// delete markers under tombs/aa/bb/name. A blob's mtime is its write version; its BLAKE3 is kept in an xattr.
 /// </summary>
-public sealed class BlobStore
+public sealed partial class BlobStore
 {
     private const string EtagXattr = "user.nanokv.etag";
+    private const string UploadXattr = "user.nanokv.upload";
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
     private readonly ConcurrentDictionary<string, ActiveUpload> _busyUploads = new();
     private readonly Lock _uploadsLock = new();
+    private readonly RecentCommits _recent = new(4096);
 
-    public BlobStore(string root)
+    /// <param name="stateInXattr">null: upload state in an xattr where the filesystem supports it</param>
+    public BlobStore(string root, bool? stateInXattr = null)
     {
         Root = Path.GetFullPath(root);
         BlobsDir = Path.Combine(Root, "blobs");
@@ -35,7 +38,16 @@ public sealed class BlobStore
         Durable.CreateDirectory(BlobsDir);
         Durable.CreateDirectory(TmpDir);
         Durable.CreateDirectory(TombsDir);
+        StateInXattr = stateInXattr ?? Xattr.Supported(TmpDir);
     }
+
+    /// <summary>
+    /// Where an upload's state lives: true, an xattr on its temp data file (one inode per upload, which becomes
+    /// the blob); false (no user xattrs here), a JSON file beside it. A second short-lived inode per write
+    /// cost a quarter of a volume's CPU in 1 MiB PUTs: ext4's allocator (__ext4_new_inode) scans for free
+    /// inodes, skipping recently deleted ones.
+    /// </summary>
+    public bool StateInXattr { get; }
 
     public string Root { get; }
 
@@ -58,234 +70,6 @@ public sealed class BlobStore
     private string MetaPath(string uploadId) => Path.Combine(TmpDir, uploadId + ".json");
 
     private string CommittedPath(string uploadId) => Path.Combine(TmpDir, uploadId + ".committed");
-
-    /// <summary>Prepare: reserve an upload slot. Idempotent for the same (upload_id, key).</summary>
-    public UploadStatus Prepare(byte[] key, string uploadId, long? expectedSize)
-    {
-        CheckUploadId(uploadId);
-        if (expectedSize is < 0 or > ServerHost.MaxObjectBytes)
-        {
-            throw new VolumeException(400, ApiError.Codes.InvalidArgument, $"expected_size must be between 0 and {ServerHost.MaxObjectBytes}");
-        }
-        var existing = ReadMeta(uploadId);
-        if (existing is not null)
-        {
-            if (!existing.Key.SequenceEqual(key))
-            {
-                throw new VolumeException(409, ApiError.Codes.UploadConflict, $"upload {uploadId} was prepared for another key");
-            }
-            return existing.ToStatus(uploadId);
-        }
-        if (File.Exists(CommittedPath(uploadId)))
-        {
-            return new UploadStatus(uploadId, "committed", null, null);
-        }
-        if (expectedSize is long want && want > FreeBytes())
-        {
-            throw new VolumeException(507, ApiError.Codes.InsufficientStorage, $"{want} bytes requested, {FreeBytes()} free");
-        }
-        File.Create(DataPath(uploadId)).Dispose();
-        var meta = new UploadMeta { Key = key, ExpectedSize = expectedSize, State = "prepared" };
-        WriteMeta(uploadId, meta);
-        return meta.ToStatus(uploadId);
-    }
-
-    /// <summary>Receives an upload's bytes from a stream (a pull from another volume); see the PipeReader overload.</summary>
-    public async Task<UploadResult> ReceiveAsync(string uploadId, Stream body, string? expectedEtag, CancellationToken ct)
-    {
-        var reader = PipeReader.Create(body, new StreamPipeReaderOptions(bufferSize: FileReceiver.BatchSize, leaveOpen: true));
-        try
-        {
-            return await ReceiveAsync(uploadId, reader, expectedEtag, ct);
-        }
-        finally
-        {
-            await reader.CompleteAsync();
-        }
-    }
-
-    /// <summary>Receives an upload's bytes into its temp file, hashing them (fsync'd at commit). Re-sending restarts it.</summary>
-    public async Task<UploadResult> ReceiveAsync(string uploadId, PipeReader body, string? expectedEtag, CancellationToken ct)
-    {
-        CheckUploadId(uploadId);
-        using var active = new ActiveUpload(ct);
-        UploadMeta meta;
-        // Registration and Abort's delete share a lock, so an abort either sees this receive (and waits
-        // for it) or has already removed the upload (and this receive answers unknown_upload).
-        lock (_uploadsLock)
-        {
-            meta = ReadMeta(uploadId) ?? throw UnknownUpload(uploadId);
-            if (!_busyUploads.TryAdd(uploadId, active))
-            {
-                throw new VolumeException(409, ApiError.Codes.UploadConflict, $"upload {uploadId} is already receiving data");
-            }
-        }
-        ct = active.Cts.Token;
-        try
-        {
-            var path = DataPath(uploadId);
-            CopyResult result;
-            // Synchronous handle: page-cache writes are cheaper inline than as a thread-pool hop each.
-            using (var handle = File.OpenHandle(path, FileMode.Create, FileAccess.Write, FileShare.Read))
-            {
-                result = await FileReceiver.CopyAsync(body, handle, meta.ExpectedSize ?? ServerHost.MaxObjectBytes, ct);
-            }
-            if (!result.Ok)
-            {
-                Truncate(path);
-                throw result.Status switch
-                {
-                    CopyStatus.OutputError when IsDiskFull(result.Error) => new VolumeException(507, ApiError.Codes.InsufficientStorage, "disk full while receiving upload"),
-                    CopyStatus.OutputError => new VolumeException(500, ApiError.Codes.Internal, $"write failed: {result.Error?.Message}"),
-                    CopyStatus.Canceled => new OperationCanceledException(),
-                    _ when result.Error is InvalidDataException => new VolumeException(400, ApiError.Codes.SizeMismatch, result.Error.Message),
-                    _ => new VolumeException(400, ApiError.Codes.UploadIncomplete, $"body ended early after {result.Bytes} bytes: {result.Error?.Message}"),
-                };
-            }
-            if (meta.ExpectedSize is long want && want != result.Bytes)
-            {
-                Truncate(path);
-                throw new VolumeException(400, ApiError.Codes.SizeMismatch, $"received {result.Bytes} bytes, expected {want}");
-            }
-            if (!string.IsNullOrEmpty(expectedEtag) && !string.Equals(expectedEtag, result.Etag, StringComparison.OrdinalIgnoreCase))
-            {
-                Truncate(path);
-                throw new VolumeException(422, ApiError.Codes.ChecksumMismatch, $"received data hashes to {result.Etag}, expected {expectedEtag}");
-            }
-            meta.State = "uploaded";
-            meta.Size = result.Bytes;
-            meta.Etag = result.Etag;
-            WriteMeta(uploadId, meta);
-            return new UploadResult(result.Bytes, result.Etag);
-        }
-        finally
-        {
-            _busyUploads.TryRemove(uploadId, out _);
-            active.Done.TrySetResult();
-        }
-    }
-
-    /// <summary>Key of a prepared upload (pull needs it to fetch from the source).</summary>
-    public byte[] UploadKey(string uploadId)
-    {
-        CheckUploadId(uploadId);
-        return (ReadMeta(uploadId) ?? throw UnknownUpload(uploadId)).Key;
-    }
-
-    /// <summary>Commit: rename the fsync'd temp file into place and fsync the directory. Idempotent.</summary>
-    public void Commit(string uploadId, byte[] key, long version)
-    {
-        CheckUploadId(uploadId);
-        var meta = ReadMeta(uploadId);
-        if (meta is null)
-        {
-            if (File.Exists(CommittedPath(uploadId)))
-            {
-                return; // retried commit: already done
-            }
-            throw UnknownUpload(uploadId);
-        }
-        if (!meta.Key.SequenceEqual(key))
-        {
-            throw new VolumeException(409, ApiError.Codes.UploadConflict, $"upload {uploadId} belongs to another key");
-        }
-        if (meta.State != "uploaded")
-        {
-            throw new VolumeException(409, ApiError.Codes.UploadIncomplete, $"upload {uploadId} has not received its data");
-        }
-        var data = DataPath(uploadId);
-        var dest = BlobPath(key);
-        if (RenamedIntoPlace(uploadId, meta))
-        {
-            // A crash (or kill) came between the rename and the marker: the commit happened; finish it.
-            File.Move(MetaPath(uploadId), CommittedPath(uploadId), overwrite: true);
-            return;
-        }
-        var dir = Path.GetDirectoryName(dest)!;
-        Durable.CreateDirectory(dir);
-        if (KeyCodec.IsHashedName(Path.GetFileName(dest)))
-        {
-            // The real key of a hashed name lives in a sidecar, written before the blob so rebuild always finds it.
-            Durable.WriteAllBytes(dest + ".key", key);
-        }
-        File.SetLastWriteTimeUtc(data, VersionToTime(version));
-        if (meta.Etag is not null)
-        {
-            Xattr.TrySet(data, EtagXattr, meta.Etag);
-        }
-        // The durability point: one fsync for the data, its mtime (version) and xattr (etag), then the
-        // rename and the folder fsync. Nothing before this needs to survive a crash: an upload that is not
-        // committed is aborted or swept, so prepare and upload skip fsync (measured: 8 fsyncs per replica → 2).
-        using (var h = File.OpenHandle(data, FileMode.Open, FileAccess.ReadWrite))
-        {
-            CrashPoints.Sync(CrashPoints.DataFsync, () => Durable.FsyncFile(h));
-        }
-        File.Move(data, dest, overwrite: true);
-        BlobRemoved?.Invoke(dest);
-        CrashPoints.Sync(CrashPoints.DirFsync, () => Durable.FsyncDirectory(dir));
-        CrashPoints.Hit(CrashPoint.VolumeAfterRename);
-        var tomb = TombPath(key);
-        if (File.Exists(tomb) && ReadTombVersion(tomb) < version)
-        {
-            File.Delete(tomb);
-        }
-        // The marker lets a retried commit see "committed". It is not fsync'd: after a crash the blob itself,
-        // stamped with this version, is the durable evidence (recovery checks it).
-        File.Move(MetaPath(uploadId), CommittedPath(uploadId), overwrite: true);
-    }
-
-    /// <summary>Abort: stop a receive in progress, drop the temp files. Idempotent; refuses a committed upload.</summary>
-    public async Task AbortAsync(string uploadId)
-    {
-        CheckUploadId(uploadId);
-        while (true)
-        {
-            ActiveUpload? active;
-            lock (_uploadsLock)
-            {
-                if (!_busyUploads.TryGetValue(uploadId, out active))
-                {
-                    if ((File.Exists(CommittedPath(uploadId)) && !File.Exists(MetaPath(uploadId)))
-                        || (ReadMeta(uploadId) is { } meta && RenamedIntoPlace(uploadId, meta)))
-                    {
-                        throw new VolumeException(409, ApiError.Codes.UploadConflict, $"upload {uploadId} is already committed; delete the key instead");
-                    }
-                    File.Delete(DataPath(uploadId));
-                    File.Delete(MetaPath(uploadId));
-                    return;
-                }
-            }
-            // A receive is running: stop it and wait for it to unwind, or it could recreate the files.
-            await active.Cts.CancelAsync();
-            await active.Done.Task.WaitAsync(TimeSpan.FromSeconds(30));
-        }
-    }
-
-    /// <summary>State of an upload: prepared, uploaded, committed or unknown.</summary>
-    public UploadStatus Status(string uploadId)
-    {
-        CheckUploadId(uploadId);
-        var meta = ReadMeta(uploadId);
-        if (meta is not null)
-        {
-            return RenamedIntoPlace(uploadId, meta) ? new UploadStatus(uploadId, "committed", meta.Size, meta.Etag) : meta.ToStatus(uploadId);
-        }
-        return new UploadStatus(uploadId, File.Exists(CommittedPath(uploadId)) ? "committed" : "unknown", null, null);
-    }
-
-    /// <summary>
-    /// True when an uploaded file has already been renamed into blobs/ but the commit marker was not written
-    /// (killed in between): the temp file is gone and the blob carries this upload's size and etag.
-    /// </summary>
-    private bool RenamedIntoPlace(string uploadId, UploadMeta meta)
-    {
-        if (meta.State != "uploaded" || File.Exists(DataPath(uploadId)))
-        {
-            return false;
-        }
-        var blob = BlobPath(meta.Key);
-        return File.Exists(blob) && new FileInfo(blob).Length == meta.Size && (meta.Etag is null || StoredEtag(blob) == meta.Etag);
-    }
 
     /// <summary>Delete: record a tombstone at this version, then remove the blob if it is not newer. Idempotent.</summary>
     /// <param name="tombstone">false drops a replica copy (rebalance, gc of extras) without recording a delete</param>
@@ -528,53 +312,4 @@ public sealed class BlobStore
 
     private static VolumeException UnknownUpload(string uploadId) =>
         new(StatusCodes.Status404NotFound, ApiError.Codes.UnknownUpload, $"no upload {uploadId} on this volume");
-
-    private UploadMeta? ReadMeta(string uploadId)
-    {
-        try
-        {
-            return JsonSerializer.Deserialize<UploadMeta>(File.ReadAllBytes(MetaPath(uploadId)), Json);
-        }
-        catch (FileNotFoundException)
-        {
-            return null;
-        }
-        catch (JsonException)
-        {
-            return null; // torn write of a never-acknowledged prepare
-        }
-    }
-
-    /// <summary>
-    /// Upload state, written in place and not fsync'd (see Commit). A torn file (a process killed mid-write)
-    /// reads as no meta, which callers already treat as an unknown upload — never acknowledged. It used to be
-    /// temp + rename: one more short-lived inode per write, and ext4's inode allocator skipping recently
-    /// deleted inodes (find_inode_bit/recently_deleted) was a third of a volume's CPU in a 1 MiB PUT run.
-    /// </summary>
-    private void WriteMeta(string uploadId, UploadMeta meta) =>
-        File.WriteAllBytes(MetaPath(uploadId), JsonSerializer.SerializeToUtf8Bytes(meta, Json));
-
-    private sealed class ActiveUpload(CancellationToken ct) : IDisposable
-    {
-        public CancellationTokenSource Cts { get; } = CancellationTokenSource.CreateLinkedTokenSource(ct);
-
-        public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        public void Dispose() => Cts.Dispose();
-    }
-
-    private sealed class UploadMeta
-    {
-        public byte[] Key { get; set; } = [];
-
-        public long? ExpectedSize { get; set; }
-
-        public string State { get; set; } = "prepared";
-
-        public long? Size { get; set; }
-
-        public string? Etag { get; set; }
-
-        public UploadStatus ToStatus(string id) => new(id, State, Size, Etag);
-    }
 }

@@ -243,7 +243,8 @@ public sealed class VolumeServer : IAsyncDisposable
         app.MapPost("/internal/abort", Handler("abort", async ctx =>
         {
             var uploadId = RequireString(ctx, "upload_id");
-            await Store.AbortAsync(uploadId);
+            var key = RawQuery.Get(ctx, "key") is null ? null : RequireKey(ctx, "key");
+            await Store.AbortAsync(uploadId, key, OptionalLong(ctx, "version"));
             return Results.Json(new { aborted = true, upload_id = uploadId });
         }));
 
@@ -466,7 +467,7 @@ public sealed class VolumeServer : IAsyncDisposable
         ["status"] = ["upload_id"],
         ["pull"] = ["upload_id", "from", "etag"],
         ["commit"] = ["upload_id", "key", "version"],
-        ["abort"] = ["upload_id"],
+        ["abort"] = ["upload_id", "key", "version"],
         ["delete"] = ["key", "version", "tombstone"],
         ["list"] = ["limit", "after", "prefix", "tombstones"],
         ["blob"] = ["key", "deep"],

@@ -97,25 +97,63 @@ public sealed class VolumeApiTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task AKillBetweenRenameAndMarkerStillCountsAsCommitted()
+    public async Task ACommitForgottenByARestartIsStillRecognisedByItsBlob()
     {
-        // Commit, then put back the state a kill between the rename and the marker leaves: the upload's
-        // bookkeeping says "uploaded", its temp data is gone, the blob is in place.
+        // The in-memory record of committed upload ids is gone after a restart (a second BlobStore on the same
+        // folder); the blob stamped with the write's version is the durable evidence.
         var key = "renamed"u8.ToArray();
+        Assert.True(_volume.Store.StateInXattr, "this filesystem keeps upload state in an xattr");
         Assert.True((await _client.PrepareAsync(Url, key, "up-r", 100, default)).Ok);
         Assert.True((await _client.UploadAsync(Url, "up-r", new ByteArrayContent(RandomNumberGenerator.GetBytes(100)), default)).Ok);
-        var meta = Path.Combine(_volume.Store.TmpDir, "up-r.json");
-        var saved = await File.ReadAllBytesAsync(meta);
         Assert.True((await _client.CommitAsync(Url, key, "up-r", 1_000_000, default)).Ok);
-        File.Delete(Path.Combine(_volume.Store.TmpDir, "up-r.committed"));
-        await File.WriteAllBytesAsync(meta, saved);
+        Assert.Empty(Directory.GetFiles(_volume.Store.TmpDir));
 
+        var restarted = new BlobStore(_volume.Store.Root);
         // Abort must not claim the write is undone (a rollback would then leave the blob behind).
-        var abort = await _client.AbortAsync(Url, "up-r", default);
-        Assert.Equal(409, abort.Status);
-        Assert.Contains("\"committed\"", (await _http.GetStringAsync($"{Url}/internal/upload?upload_id=up-r")), StringComparison.Ordinal);
-        Assert.True((await _client.CommitAsync(Url, key, "up-r", 1_000_000, default)).Ok);   // a retried commit finishes
+        var refused = await Assert.ThrowsAsync<VolumeException>(() => restarted.AbortAsync("up-r", key, 1_000_000));
+        Assert.Equal(409, refused.Status);
+        restarted.Commit("up-r", key, 1_000_000); // a retried commit is done already
+        Assert.Equal("unknown", restarted.Status("up-r").State); // recovery then checks the blob by key and version
+        await restarted.AbortAsync("up-r", key, 999); // another write's version: nothing of it here
         Assert.True(File.Exists(_volume.Store.BlobPath(key)));
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task BothUploadStateLayoutsKeepTheProtocol(bool inXattr)
+    {
+        var root = Path.Combine(Path.GetTempPath(), "nanokv-tests", "layout-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var store = new BlobStore(root, inXattr);
+            var key = "layout"u8.ToArray();
+            var data = RandomNumberGenerator.GetBytes(5000);
+            store.Prepare(key, "u1", data.Length);
+            Assert.Equal("prepared", store.Status("u1").State);
+            Assert.Equal(inXattr ? 1 : 2, Directory.GetFiles(store.TmpDir).Length); // the data file (+ JSON state)
+            Assert.Equal(("u1", "prepared"), BlobStore.UploadStates(store.TmpDir).Single());
+            var got = await store.ReceiveAsync("u1", new MemoryStream(data), null, default);
+            Assert.Equal(data.Length, got.Size);
+            Assert.Equal("uploaded", store.Status("u1").State);
+            Assert.Throws<VolumeException>(() => store.Prepare("other"u8.ToArray(), "u1", 1));
+            store.Commit("u1", key, 5_000_000);
+            store.Commit("u1", key, 5_000_000);
+            Assert.Equal("committed", store.Status("u1").State);
+            Assert.Equal(data, await File.ReadAllBytesAsync(store.BlobPath(key)));
+            Assert.Equal(got.Etag, BlobStore.StoredEtag(store.BlobPath(key)));
+            Assert.Equal(409, (await Assert.ThrowsAsync<VolumeException>(() => store.AbortAsync("u1"))).Status);
+            Assert.Null(Xattr.TryGet(store.BlobPath(key), "user.nanokv.upload"));
+
+            store.Prepare("k2"u8.ToArray(), "u2", null);
+            await store.AbortAsync("u2");
+            Assert.Equal("unknown", store.Status("u2").State);
+            Assert.DoesNotContain(Directory.GetFiles(store.TmpDir), f => !f.EndsWith(".committed", StringComparison.Ordinal));
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
     }
 
     [Theory]

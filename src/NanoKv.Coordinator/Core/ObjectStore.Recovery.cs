@@ -114,7 +114,7 @@ public sealed partial class ObjectStore
     {
         Metrics.Rollbacks.Inc();
         var aborts = await Task.WhenAll(others.Select(id => nodes.UrlOf(id) is string url
-            ? volumes.AbortAsync(url, pending.UploadId, CancellationToken.None)
+            ? volumes.AbortAsync(url, pending.UploadId, CancellationToken.None, key, pending.Version)
             : Task.FromResult(new CallResult(false, 0, "unknown node", false))));
         var holders = committedOn.Concat(others.Where((_, i) => !aborts[i].Ok)).ToList();
         if (holders.Count == 0)

@@ -319,7 +319,7 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
     /// <summary>Undoes a reservation that never reached commit: abort the prepared uploads, restore the key.</summary>
     private async Task AbortAsync(byte[] key, ObjectMeta pending, List<string> prepared, ObjectMeta? previous)
     {
-        await Task.WhenAll(prepared.Select(id => volumes.AbortAsync(nodes.UrlOf(id)!, pending.UploadId, CancellationToken.None)));
+        await Task.WhenAll(prepared.Select(id => volumes.AbortAsync(nodes.UrlOf(id)!, pending.UploadId, CancellationToken.None, key, pending.Version)));
         // Only if the key still holds this reservation (a recovering coordinator may have resolved it).
         store.CompareAndSwap(key, pending, previous);
     }

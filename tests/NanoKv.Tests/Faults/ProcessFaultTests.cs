@@ -6,6 +6,7 @@ using System.Text.Json;
 using NanoKv.Core;
 using NanoKv.Tests.Infrastructure;
 using NanoKv.Tests.Metadata;
+using NanoKv.Volume;
 
 namespace NanoKv.Tests.Faults;
 
@@ -98,7 +99,7 @@ public class ProcessFaultTests(PostgresFixture pg) : IClassFixture<PostgresFixtu
         // The stalled volumes hold the whole upload; the others have committed it.
         await TestCluster.WaitUntilAsync(
             () => Enumerable.Range(0, 3).All(i => i < stalledVolumes
-                ? Directory.EnumerateFiles(Path.Combine(c.VolumeDir(i), "tmp"), "*.json").Any(f => File.ReadAllText(f).Contains("\"uploaded\"", StringComparison.Ordinal))
+                ? BlobStore.UploadStates(Path.Combine(c.VolumeDir(i), "tmp")).Any(u => u.State == "uploaded")
                 : Directory.EnumerateFiles(Path.Combine(c.VolumeDir(i), "blobs"), "inflight", SearchOption.AllDirectories).Any()),
             TimeSpan.FromSeconds(30),
             $"the write uploaded everywhere and committed on {3 - stalledVolumes} volumes");
