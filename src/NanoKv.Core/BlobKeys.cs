@@ -15,6 +15,7 @@ public static class BlobKeys
 
     private static readonly byte[] ObjectPrefix = [InternalMarker, .. "s3/"u8];
     private static readonly byte[] PartPrefix = [InternalMarker, .. "mp/"u8];
+    private static readonly byte[] ManifestPrefix = [InternalMarker, .. "mf/"u8];
 
     public static bool IsInternal(ReadOnlySpan<byte> key) => key.Length > 0 && key[0] == InternalMarker;
 
@@ -26,17 +27,31 @@ public static class BlobKeys
     public static byte[] ForPart(string uploadId, int part, long version) =>
         [.. PartPrefix, .. Encoding.UTF8.GetBytes($"{uploadId}/{part:D5}/{version:x16}")];
 
+    /// <summary>
+    /// 0x01 "mf/" bucket "/" version (16 hex) "/" key: the manifest a completed multipart upload leaves on the
+    /// volumes (parts, ETag, attributes) so rebuild can bring the object back.
+    /// </summary>
+    public static byte[] ForManifest(string bucket, byte[] key, long version) =>
+        [.. ManifestPrefix, .. Encoding.UTF8.GetBytes($"{bucket}/{version:x16}/"), .. key];
+
     /// <summary>Bucket, key and version of an object blob key; false for anything else.</summary>
-    public static bool TryParseObject(ReadOnlySpan<byte> blobKey, out string bucket, out byte[] key, out long version)
+    public static bool TryParseObject(ReadOnlySpan<byte> blobKey, out string bucket, out byte[] key, out long version) =>
+        TryParse(ObjectPrefix, blobKey, out bucket, out key, out version);
+
+    /// <summary>Bucket, key and version of a multipart manifest's blob key; false for anything else.</summary>
+    public static bool TryParseManifest(ReadOnlySpan<byte> blobKey, out string bucket, out byte[] key, out long version) =>
+        TryParse(ManifestPrefix, blobKey, out bucket, out key, out version);
+
+    private static bool TryParse(ReadOnlySpan<byte> prefix, ReadOnlySpan<byte> blobKey, out string bucket, out byte[] key, out long version)
     {
         bucket = "";
         key = [];
         version = 0;
-        if (!blobKey.StartsWith(ObjectPrefix))
+        if (!blobKey.StartsWith(prefix))
         {
             return false;
         }
-        var rest = blobKey[ObjectPrefix.Length..];
+        var rest = blobKey[prefix.Length..];
         var slash = rest.IndexOf((byte)'/');
         if (slash <= 0 || rest.Length < slash + 18 || rest[slash + 17] != (byte)'/')
         {

@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace NanoKv.Metadata;
 
 /// <summary>An S3 bucket: its name, the access key that created (owns) it, and when.</summary>
@@ -49,6 +51,16 @@ public sealed record S3ObjectRecord
     public long Version { get; init; }
 
     public long LastModifiedMs { get; init; }
+
+    /// <summary>
+    /// The blob holding a multipart object's <see cref="MultipartManifest"/> (null for single-part objects and
+    /// multipart ones completed before manifests existed). Owned by the object: deleted with it.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public BlobRef? Manifest { get; init; }
+
+    /// <summary>Every blob the object owns: its data blobs and its manifest.</summary>
+    public IEnumerable<BlobRef> OwnedBlobs() => Manifest is null ? Blobs : Blobs.Append(Manifest);
 }
 
 /// <summary>A multipart upload in progress.</summary>

@@ -15,8 +15,9 @@ public sealed record PartPut(string Bucket, string UploadId, int PartNumber, Str
 
 /// <summary>
 /// S3 multipart uploads. Each part is a replicated blob written with the same 2PC as any object; completing
-/// the upload writes the object record (pointing at the parts' blobs in order) and drops the upload's records
-/// in one atomic metadata write, so the object is either wholly visible or not at all.
+/// the upload first writes a manifest blob (what rebuild needs to bring the object back from the volumes),
+/// then writes the object record (pointing at the parts' blobs in order, and at the manifest) and drops the
+/// upload's records in one atomic metadata write, so the object is either wholly visible or not at all.
 /// </summary>
 public sealed partial class ObjectStore
 {
@@ -136,6 +137,12 @@ public sealed partial class ObjectStore
             Attributes = upload.Attributes,
             LastModifiedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
         };
+        var manifest = await PutManifestAsync(upload, chosen, record);
+        if (!manifest.Ok)
+        {
+            return manifest.Error!;
+        }
+        record = record with { Manifest = manifest.Value };
         var recordKey = BlobKeys.ObjectRecordKey(bucket, upload.Key);
         StoreResult<S3ObjectRecord> switched;
         S3ObjectRecord? previous;
@@ -143,6 +150,7 @@ public sealed partial class ObjectStore
         {
             if (GetUpload(bucket, uploadId) is null)
             {
+                Retire([manifest.Value!]);
                 return new StoreError(StoreErrorKind.NoSuchUpload, $"upload {uploadId} was completed or aborted meanwhile");
             }
             CrashPoints.Hit(CrashPoint.CoordinatorBeforeCompleteSwitch);
@@ -157,8 +165,37 @@ public sealed partial class ObjectStore
         }
         CrashPoints.Hit(CrashPoint.CoordinatorAfterCompleteSwitch);
         var unused = uploaded.Values.Where(p => !chosen.Contains(p)).Select(p => new BlobRef(p.BlobKey, p.Size, p.Blake3));
-        Retire(previous is null ? unused : unused.Concat(previous.Blobs));
+        // A live rebuild may have restored this very object from its manifest meanwhile: keep what the new record uses.
+        var kept = switched.Value!.OwnedBlobs().Select(b => Convert.ToHexString(b.BlobKey)).ToHashSet(StringComparer.Ordinal);
+        var replaced = previous?.OwnedBlobs().Where(b => !kept.Contains(Convert.ToHexString(b.BlobKey))) ?? [];
+        Retire(unused.Concat(replaced));
         return switched;
+    }
+
+    /// <summary>
+    /// Writes the object's manifest as a blob with the same 2PC as any object, before the record switches,
+    /// so a rebuild from the volumes finds every visible multipart object (a crash between the two leaves
+    /// an unreferenced manifest, which gc collects).
+    /// </summary>
+    private async Task<StoreResult<BlobRef>> PutManifestAsync(MultipartRecord upload, List<PartRecord> parts, S3ObjectRecord record)
+    {
+        var version = clock.Next();
+        var bytes = new MultipartManifest
+        {
+            Bucket = upload.Bucket,
+            Key = upload.Key,
+            Version = version,
+            Etag = record.Etag,
+            Size = record.Size,
+            LastModifiedMs = record.LastModifiedMs,
+            Owner = upload.Owner,
+            Attributes = record.Attributes,
+            Parts = parts.Select(p => new ManifestPart(p.PartNumber, p.BlobKey, p.Size, p.Blake3, p.Md5Etag)).ToList(),
+        }.Encode();
+        var blobKey = BlobKeys.ForManifest(upload.Bucket, upload.Key, version);
+        // Not the client's token: a disconnect after the parts were accepted should not leave half a complete.
+        var blob = await PutAsync(new PutRequest(blobKey, new MemoryStream(bytes, writable: false), bytes.Length), CancellationToken.None);
+        return blob.Ok ? new BlobRef(blobKey, blob.Value!.Size, blob.Value.Etag) : blob.Error!;
     }
 
     /// <summary>Drops an upload and deletes its parts' blobs.</summary>

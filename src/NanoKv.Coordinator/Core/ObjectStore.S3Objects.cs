@@ -110,7 +110,7 @@ public sealed partial class ObjectStore
         }
         if (previous is not null)
         {
-            Retire(previous.Blobs);
+            Retire(previous.OwnedBlobs());
         }
         return switched.Value!;
     }
@@ -132,7 +132,7 @@ public sealed partial class ObjectStore
             }
             while (!store.CompareAndSwapRecord<S3ObjectRecord>(RecordTable.S3Objects, recordKey, previous, null));
         }
-        Retire(previous.Blobs);
+        Retire(previous.OwnedBlobs());
         return previous;
     }
 

@@ -13,7 +13,7 @@ public static partial class Commands
         "verify" => new Report("verify", o.DryRun, "under_replicated", "corrupted", "unindexed", "should_gc", "unreachable_nodes", "errors"),
         "repair" => new Report("repair", o.DryRun, "unrecoverable", "left_under_replicated", "unreachable_nodes", "errors"),
         "gc" => new Report("gc", o.DryRun, "failed_deletes", "unreachable_nodes", "errors"),
-        "rebuild" => new Report("rebuild", o.DryRun, "conflicts", "unreachable_nodes", "errors"),
+        "rebuild" => new Report("rebuild", o.DryRun, "conflicts", "s3_manifests_incomplete", "unreachable_nodes", "errors"),
         "rebalance" => new Report("rebalance", o.DryRun, "failed_moves", "unreachable_nodes", "errors"),
         _ => throw new ArgumentException($"unknown ops command '{o.Command}' (one of: {string.Join(", ", Names)})"),
     };

@@ -12,18 +12,19 @@ namespace NanoKv.Ops;
 /// </summary>
 public static partial class Commands
 {
-    /// <summary>verify: every S3 record's blobs must be committed.</summary>
+    /// <summary>verify: every S3 record's blobs (and multipart manifest) must be committed.</summary>
     private static void VerifyS3(OpsContext ctx)
     {
         var r = ctx.Report;
         r.Declare("s3_dangling_records");
         foreach (var (recordKey, record) in ctx.Store.ScanRecords<S3ObjectRecord>(RecordTable.S3Objects, []))
         {
-            var missing = record.Blobs.Where(b => ctx.Store.Get(b.BlobKey) is not { State: ObjectState.Committed }).ToList();
+            var owned = record.OwnedBlobs().ToList();
+            var missing = owned.Where(b => ctx.Store.Get(b.BlobKey) is not { State: ObjectState.Committed }).ToList();
             if (missing.Count > 0)
             {
                 r.Add("s3_dangling_records");
-                r.Detail($"s3-dangling: {KeyCodec.Encode(recordKey)}: {missing.Count} of {record.Blobs.Count} blobs not committed");
+                r.Detail($"s3-dangling: {KeyCodec.Encode(recordKey)}: {missing.Count} of {owned.Count} blobs not committed");
             }
         }
     }
@@ -62,7 +63,7 @@ public static partial class Commands
         var referenced = new HashSet<string>(StringComparer.Ordinal);
         foreach (var (_, record) in ctx.Store.ScanRecords<S3ObjectRecord>(RecordTable.S3Objects, []))
         {
-            referenced.UnionWith(record.Blobs.Select(b => Convert.ToHexString(b.BlobKey)));
+            referenced.UnionWith(record.OwnedBlobs().Select(b => Convert.ToHexString(b.BlobKey)));
         }
         foreach (var (_, part) in ctx.Store.ScanRecords<PartRecord>(RecordTable.Parts, []))
         {
@@ -94,31 +95,47 @@ public static partial class Commands
     }
 
     /// <summary>
-    /// rebuild: for each bucket/key whose record is missing, the newest committed object blob becomes the
-    /// object again (its bucket recreated without an owner; the ETag recomputed as the MD5 of the bytes).
+    /// rebuild: for each bucket/key whose record is missing, the newest of its single-part blobs and multipart
+    /// manifests becomes the object again. A single-part blob comes back with its ETag recomputed as the MD5 of
+    /// the bytes (attributes are not on the volumes); a manifest brings back parts, ETag and attributes, but
+    /// only when every part blob is committed. A bucket recreated here gets the owner of its newest manifest,
+    /// or none.
     /// </summary>
     private static async Task RebuildS3Async(OpsContext ctx, CancellationToken ct)
     {
         var r = ctx.Report;
-        r.Declare("s3_objects_restored", "s3_buckets_restored");
-        var newest = new Dictionary<string, (string Bucket, byte[] Key, long Version, byte[] BlobKey, ObjectMeta Meta)>(StringComparer.Ordinal);
+        r.Declare("s3_objects_restored", "s3_multipart_restored", "s3_manifests_incomplete", "s3_buckets_restored");
+        var newest = new Dictionary<string, S3Candidate>(StringComparer.Ordinal);
         foreach (var (blobKey, meta) in ctx.Store.Scan())
         {
-            if (meta.State != ObjectState.Committed || !BlobKeys.TryParseObject(blobKey, out var bucket, out var key, out var version))
+            if (meta.State != ObjectState.Committed)
+            {
+                continue;
+            }
+            var isManifest = BlobKeys.TryParseManifest(blobKey, out var bucket, out var key, out var version);
+            if (!isManifest && !BlobKeys.TryParseObject(blobKey, out bucket, out key, out version))
             {
                 continue;
             }
             var id = bucket + "/" + KeyCodec.Encode(key);
             if (!newest.TryGetValue(id, out var seen) || seen.Version < version)
             {
-                newest[id] = (bucket, key, version, blobKey, meta);
+                newest[id] = new S3Candidate(bucket, key, version, blobKey, meta, isManifest);
             }
         }
-        foreach (var (bucket, key, version, blobKey, meta) in newest.Values)
+        var restoredBuckets = new HashSet<string>(StringComparer.Ordinal);
+        // Oldest first, so the newest manifest of a bucket recreated here decides its owner.
+        foreach (var candidate in newest.Values.OrderBy(c => c.Version))
         {
+            var (bucket, key, version, blobKey, meta, isManifest) = candidate;
             var recordKey = BlobKeys.ObjectRecordKey(bucket, key);
             if (ctx.Store.GetRecord<S3ObjectRecord>(RecordTable.S3Objects, recordKey) is not null)
             {
+                continue;
+            }
+            if (isManifest)
+            {
+                await RestoreMultipartAsync(ctx, candidate, restoredBuckets, ct);
                 continue;
             }
             if (ctx.Options.DryRun)
@@ -134,11 +151,7 @@ public static partial class Commands
                 r.Detail($"could not read {KeyCodec.Encode(blobKey)} from any replica to restore {bucket}/{KeyCodec.Encode(key)}");
                 continue;
             }
-            if (ctx.Store.GetRecord<BucketRecord>(RecordTable.Buckets, Encoding.UTF8.GetBytes(bucket)) is null)
-            {
-                ctx.Store.PutRecord(RecordTable.Buckets, Encoding.UTF8.GetBytes(bucket), new BucketRecord(bucket, "", Now()));
-                r.Add("s3_buckets_restored");
-            }
+            EnsureBucket(ctx, bucket, "", restoredBuckets);
             ctx.Store.PutRecord(RecordTable.S3Objects, recordKey, new S3ObjectRecord
             {
                 Blobs = [new BlobRef(blobKey, meta.Size, meta.Etag)],
@@ -151,8 +164,42 @@ public static partial class Commands
         }
     }
 
+    /// <summary>
+    /// Creates a missing bucket (owner: the given one, possibly none); a bucket created earlier in this run
+    /// takes a later manifest's owner, a bucket that was already there is left alone.
+    /// </summary>
+    private static void EnsureBucket(OpsContext ctx, string bucket, string owner, HashSet<string> restoredBuckets)
+    {
+        var name = Encoding.UTF8.GetBytes(bucket);
+        var existing = ctx.Store.GetRecord<BucketRecord>(RecordTable.Buckets, name);
+        if (existing is null)
+        {
+            ctx.Store.PutRecord(RecordTable.Buckets, name, new BucketRecord(bucket, owner, Now()));
+            restoredBuckets.Add(bucket);
+            ctx.Report.Add("s3_buckets_restored");
+        }
+        else if (owner.Length > 0 && existing.Owner != owner && restoredBuckets.Contains(bucket))
+        {
+            ctx.Store.PutRecord(RecordTable.Buckets, name, existing with { Owner = owner });
+        }
+    }
+
+    /// <summary>A bucket/key's newest object blob or manifest found in the index.</summary>
+    private sealed record S3Candidate(string Bucket, byte[] Key, long Version, byte[] BlobKey, ObjectMeta Meta, bool IsManifest);
+
     /// <summary>MD5 of a blob read from the first replica that serves it whole (volumes verify BLAKE3 as they send).</summary>
     private static async Task<string?> Md5Async(OpsContext ctx, byte[] blobKey, ObjectMeta meta, CancellationToken ct)
+    {
+        using var md5 = IncrementalHash.CreateHash(HashAlgorithmName.MD5);
+        var ok = await ReadBlobAsync(ctx, blobKey, meta, m => md5.AppendData(m.Span), () => md5.GetHashAndReset(), ct);
+        return ok ? Convert.ToHexStringLower(md5.GetHashAndReset()) : null;
+    }
+
+    /// <summary>
+    /// Streams a blob into append from the first replica that serves it whole, with the size and BLAKE3 the
+    /// index records; reset runs before each replica is tried. False when no replica could.
+    /// </summary>
+    private static async Task<bool> ReadBlobAsync(OpsContext ctx, byte[] blobKey, ObjectMeta meta, Action<ReadOnlyMemory<byte>> append, Action reset, CancellationToken ct)
     {
         foreach (var node in meta.Replicas)
         {
@@ -162,27 +209,27 @@ public static partial class Commands
             }
             try
             {
+                reset();
                 using var resp = await ctx.Volumes.Http.GetAsync(NodeHttp.ObjectUri(url, blobKey), HttpCompletionOption.ResponseHeadersRead, ct);
                 if (!resp.IsSuccessStatusCode)
                 {
                     continue;
                 }
                 await using var body = await resp.Content.ReadAsStreamAsync(ct);
-                using var md5 = IncrementalHash.CreateHash(HashAlgorithmName.MD5);
                 var copy = await StreamCopier.CopyAsync(body, (m, _) =>
                 {
-                    md5.AppendData(m.Span);
+                    append(m);
                     return ValueTask.CompletedTask;
                 }, long.MaxValue, ct);
                 if (copy.Ok && copy.Bytes == meta.Size && (meta.Etag.Length == 0 || copy.Etag == meta.Etag))
                 {
-                    return Convert.ToHexStringLower(md5.GetHashAndReset());
+                    return true;
                 }
             }
             catch (HttpRequestException)
             {
             }
         }
-        return null;
+        return false;
     }
 }

@@ -10,7 +10,7 @@ using static NanoKv.Tests.Infrastructure.StoreCalls;
 namespace NanoKv.Tests.Ops;
 
 /// <summary>The ops commands cover S3 objects: rebuild brings them back, gc collects what no record refers to, verify finds dangling records.</summary>
-public sealed class OpsS3Tests
+public sealed partial class OpsS3Tests
 {
     private static OpsOptions Opts(string command, TestCluster c) => new()
     {
