@@ -35,8 +35,11 @@ public sealed partial class BlobStore
         BlobsDir = Path.Combine(Root, "blobs");
         TmpDir = Path.Combine(Root, "tmp");
         TombsDir = Path.Combine(Root, "tombs");
-        Durable.CreateDirectory(BlobsDir);
-        Durable.CreateDirectory(TmpDir);
+        Durable.CreateDirectory(Root);
+        DirPlacement.MarkTopDirectory(Root);
+        DirPlacement.CreateSpread(BlobsDir);
+        DirPlacement.MarkTopDirectory(BlobsDir);
+        DirPlacement.CreateSpread(TmpDir);
         Durable.CreateDirectory(TombsDir);
         StateInXattr = stateInXattr ?? Xattr.Supported(TmpDir);
     }
