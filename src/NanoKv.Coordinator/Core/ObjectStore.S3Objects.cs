@@ -110,7 +110,8 @@ public sealed partial class ObjectStore
         }
         if (previous is not null)
         {
-            Retire(previous.OwnedBlobs());
+            // A live rebuild may have restored this very blob as the record being replaced: never retire it.
+            Retire(previous.OwnedBlobs().Where(b => !b.BlobKey.AsSpan().SequenceEqual(blobKey)));
         }
         return switched.Value!;
     }
