@@ -73,7 +73,7 @@ public static class Cli
             {
                 await using var server = CoordinatorServer.Create(options with { S3 = s3.ForServe(p) });
                 await server.StartAsync(ct);
-                Console.WriteLine($"coordinator listening on {server.Url}");
+                Console.WriteLine($"coordinator listening on {server.Url}" + (JitMode.FullJit ? " (full JIT, ReadyToRun off)" : ""));
                 if (server.S3Url is not null)
                 {
                     Console.WriteLine($"S3 API listening on {server.S3Url}");

@@ -3,6 +3,11 @@ using Microsoft.Extensions.Logging;
 using NanoKv.Core;
 using NanoKv.Volume;
 
+if (!args.Any(a => a is "--help" or "-h" or "-?" or "--version"))
+{
+    JitMode.EnsureFullJit();
+}
+
 var data = new Option<string>("--data") { Description = "Data folder (blobs/, tmp/, tombs/ live under it)", Required = true };
 var host = new Option<string>("--host") { Description = "Address to bind", DefaultValueFactory = _ => "127.0.0.1" };
 var port = new Option<int?>("--port") { Description = "Port to listen on (default: $V<N>_PORT, N = trailing digits of the --data folder name; else the only V<N>_PORT set; else $V_PORT; else 3001)" };
@@ -45,7 +50,7 @@ root.SetAction(async (parse, ct) =>
     };
     await using var server = VolumeServer.Create(options);
     await server.StartAsync(ct);
-    Console.WriteLine($"volume {server.NodeId} listening on {server.Url}");
+    Console.WriteLine($"volume {server.NodeId} listening on {server.Url}" + (JitMode.FullJit ? " (full JIT, ReadyToRun off)" : ""));
     await server.WaitForShutdownAsync(ct);
     return 0;
 });

@@ -33,4 +33,16 @@ public class RuntimeSettingsTests
         Assert.True(props.TryGetProperty("System.IO.DisableFileLocking", out var off), "volume: DisableFileLocking is not set");
         Assert.Equal(JsonValueKind.True, off.ValueKind);
     }
+
+    [Fact]
+    public async Task ServerProcessesRunWithoutReadyToRunCode()
+    {
+        // Precompiled framework code is never recompiled with tiering off and costs ~30 % more CPU per
+        // request; the servers re-execute themselves with DOTNET_ReadyToRun=0 (JitMode) and say so at start.
+        await using var c = await NanoKv.Tests.Infrastructure.ProcessCluster.StartAsync(volumes: 1, replicas: 1);
+        Assert.Contains("(full JIT, ReadyToRun off)", c.Volumes[0]!.Output, StringComparison.Ordinal);
+        Assert.Contains("(full JIT, ReadyToRun off)", c.Coordinator!.Output, StringComparison.Ordinal);
+        using var put = await c.Client.PutAsync($"{c.Url}/jit", new ByteArrayContent([1, 2, 3]));
+        Assert.Equal(System.Net.HttpStatusCode.Created, put.StatusCode);
+    }
 }
