@@ -62,6 +62,9 @@ public sealed class ChildProcess : IDisposable
         {
             psi.ArgumentList.Add(a);
         }
+        // Tests start dozens of servers, often while timing-sensitive tests run: keep the precompiled framework
+        // code (quick start) unless a test asks for the production default (JitMode; RuntimeSettingsTests).
+        psi.Environment["NANOKV_READY_TO_RUN"] = "1";
         foreach (var (k, v) in env ?? new Dictionary<string, string>())
         {
             psi.Environment[k] = v;

@@ -39,10 +39,15 @@ public class RuntimeSettingsTests
     {
         // Precompiled framework code is never recompiled with tiering off and costs ~30 % more CPU per
         // request; the servers re-execute themselves with DOTNET_ReadyToRun=0 (JitMode) and say so at start.
-        await using var c = await NanoKv.Tests.Infrastructure.ProcessCluster.StartAsync(volumes: 1, replicas: 1);
-        Assert.Contains("(full JIT, ReadyToRun off)", c.Volumes[0]!.Output, StringComparison.Ordinal);
-        Assert.Contains("(full JIT, ReadyToRun off)", c.Coordinator!.Output, StringComparison.Ordinal);
-        using var put = await c.Client.PutAsync($"{c.Url}/jit", new ByteArrayContent([1, 2, 3]));
-        Assert.Equal(System.Net.HttpStatusCode.Created, put.StatusCode);
+        var root = Path.Combine(Path.GetTempPath(), "nanokv-tests", "jit-" + Guid.NewGuid().ToString("N"));
+        var production = new Dictionary<string, string> { ["NANOKV_READY_TO_RUN"] = "0" };
+        var volumePort = NanoKv.Tests.Infrastructure.TestCluster.FreePort();
+        var coordPort = NanoKv.Tests.Infrastructure.TestCluster.FreePort();
+        using var volume = await NanoKv.Tests.Infrastructure.ChildProcess.StartAsync("volume", volumePort,
+            ["--data", Path.Combine(root, "v1"), "--port", $"{volumePort}"], production);
+        using var coord = await NanoKv.Tests.Infrastructure.ChildProcess.StartAsync("coord", coordPort,
+            ["serve", "--db", Path.Combine(root, "index"), "--port", $"{coordPort}", "--volumes", volume.Url, "--replicas", "1"], production);
+        Assert.Contains("(full JIT, ReadyToRun off)", volume.Output, StringComparison.Ordinal);
+        Assert.Contains("(full JIT, ReadyToRun off)", coord.Output, StringComparison.Ordinal);
     }
 }
