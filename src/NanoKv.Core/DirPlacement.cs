@@ -23,7 +23,7 @@ public static partial class DirPlacement
         {
             return;
         }
-        var fd = Open(dir, 0x10000 /* O_RDONLY|O_DIRECTORY */);
+        var fd = Durable.Open(dir, 0x10000 /* O_RDONLY|O_DIRECTORY */);
         if (fd < 0)
         {
             return;
@@ -39,7 +39,7 @@ public static partial class DirPlacement
         }
         finally
         {
-            _ = Close(fd);
+            _ = Durable.Close(fd);
         }
     }
 
@@ -64,12 +64,6 @@ public static partial class DirPlacement
         Durable.FsyncDirectory(parent);
     }
 
-    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int Open(string path, int flags);
-
     [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
     private static partial int Ioctl(int fd, ulong request, ref uint flags);
-
-    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
-    private static partial int Close(int fd);
 }

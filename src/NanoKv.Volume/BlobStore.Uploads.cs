@@ -226,9 +226,11 @@ public sealed partial class BlobStore
             {
                 if (!_busyUploads.TryGetValue(uploadId, out active))
                 {
-                    if ((IsCommitted(uploadId) && ReadMeta(uploadId) is null)
-                        || (key is not null && ReadMeta(uploadId) is null && HoldsVersion(key, version))
-                        || (!StateInXattr && ReadMeta(uploadId) is { } meta && RenamedIntoPlace(uploadId, meta)))
+                    var meta = ReadMeta(uploadId);
+                    var committed = meta is null
+                        ? IsCommitted(uploadId) || (key is not null && HoldsVersion(key, version))
+                        : !StateInXattr && RenamedIntoPlace(uploadId, meta);
+                    if (committed)
                     {
                         throw new VolumeException(409, ApiError.Codes.UploadConflict, $"upload {uploadId} is already committed; delete the key instead");
                     }
