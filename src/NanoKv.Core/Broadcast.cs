@@ -14,6 +14,9 @@ public sealed class Broadcast
 {
     // Two chunks per replica keep the pipe full while bounding memory: 16 PUTs × 3 replicas × 2 × 256 KiB ≈ 24 MiB.
     private const int ChunksInFlight = 2;
+
+    /// <summary>SocketsHttpHandler's Expect100ErrorSendThreshold.</summary>
+    private const long SmallBodyBytes = 1024;
     private readonly Channel<Chunk>[] _channels;
     private readonly TimeSpan _idleTimeout;
 
@@ -29,8 +32,13 @@ public sealed class Broadcast
         }
     }
 
-    /// <summary>The request body for target i; length is sent as Content-Length when known, else chunked.</summary>
-    public HttpContent ContentFor(int i, long? length) => new TargetContent(this, i, length);
+    /// <summary>
+    /// The request body for target i; length is sent as Content-Length when known, else chunked. A target
+    /// whose body never <see cref="TargetContent.Started"/> took no chunk, so a new content for the same
+    /// slot (another node) can still send the whole body.
+    /// </summary>
+    /// <param name="onStart">runs when HttpClient starts sending this body (the node accepted it)</param>
+    public TargetContent ContentFor(int i, long? length, Action? onStart = null) => new(this, i, length, onStart);
 
     /// <summary>Marks target i failed so the pump stops instead of waiting on it forever.</summary>
     public void Fail(int i, Exception error)
@@ -184,13 +192,21 @@ public sealed class Broadcast
         }
     }
 
-    private sealed class TargetContent(Broadcast owner, int index, long? length) : HttpContent
+    /// <summary>One target's request body; it reads that target's channel.</summary>
+    public sealed class TargetContent(Broadcast owner, int index, long? length, Action? onStart) : HttpContent
     {
+        private volatile bool _started;
+
+        /// <summary>True once HttpClient began sending the body (a chunk may have left).</summary>
+        public bool Started => _started;
+
         protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
             SerializeToStreamAsync(stream, context, CancellationToken.None);
 
         protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
         {
+            _started = true;
+            onStart?.Invoke();
             var reader = owner._channels[index].Reader;
             try
             {
@@ -220,8 +236,10 @@ public sealed class Broadcast
 
         protected override bool TryComputeLength(out long len)
         {
+            // HttpClient sends a body of a known length up to 1 KiB even when the server refuses it before
+            // 100-continue; chunked, it sends none, so a refused small body can still go to another node.
             len = length ?? 0;
-            return length.HasValue;
+            return length > SmallBodyBytes;
         }
     }
 }

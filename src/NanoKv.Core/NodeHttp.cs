@@ -23,6 +23,9 @@ public static class NodeHttp
             AllowAutoRedirect = false,
             AutomaticDecompression = DecompressionMethods.None,
             UseProxy = false,
+            // An upload waits for the volume's 100-continue under its caller's own deadline; HttpClient's 1 s
+            // default would send the body to a hung volume and make it impossible to place it elsewhere.
+            Expect100ContinueTimeout = TimeSpan.FromMinutes(1),
         };
         if (Environment.GetEnvironmentVariable(CaEnvVar) is { Length: > 0 } caFile)
         {

@@ -20,6 +20,12 @@ public sealed class VolumeClient(HttpClient http, TimeSpan timeBox, TimeSpan att
 {
     public HttpClient Http => http;
 
+    /// <summary>How long transient failures of one call are retried.</summary>
+    public TimeSpan TimeBox => timeBox;
+
+    /// <summary>How long one attempt of a control call may take.</summary>
+    public TimeSpan AttemptTimeout => attemptTimeout;
+
     public Task<CallResult> PrepareAsync(string url, byte[] key, string uploadId, long? expectedSize, CancellationToken ct) =>
         PostAsync($"{url}/internal/prepare?key={KeyCodec.Encode(key)}&upload_id={uploadId}" + (expectedSize is long n ? $"&expected_size={n}" : ""), ct);
 
@@ -54,10 +60,19 @@ public sealed class VolumeClient(HttpClient http, TimeSpan timeBox, TimeSpan att
     public Task<CallResult> BlobInfoAsync(string url, byte[] key, bool deep, CancellationToken ct) =>
         SendWithRetryAsync(() => new HttpRequestMessage(HttpMethod.Get, $"{url}/admin/blob?key={KeyCodec.Encode(key)}&deep={(deep ? "true" : "false")}"), null, ct);
 
-    /// <summary>Streams one upload body (no retry: the body cannot be replayed).</summary>
-    public async Task<CallResult> UploadAsync(string url, string uploadId, HttpContent content, CancellationToken ct)
+    /// <summary>
+    /// Streams one upload body (no retry: the body cannot be replayed). With key, the volume prepares the
+    /// upload on arrival (one round trip instead of two); Expect: 100-continue lets it refuse (full, faulty)
+    /// before any byte of the body is sent, so the caller can still send that body to another node.
+    /// </summary>
+    public async Task<CallResult> UploadAsync(string url, string uploadId, HttpContent content, CancellationToken ct, byte[]? key = null, long? expectedSize = null)
     {
-        using var req = new HttpRequestMessage(HttpMethod.Put, $"{url}/internal/upload?upload_id={uploadId}") { Content = content };
+        var uri = $"{url}/internal/upload?upload_id={uploadId}" + (key is null ? "" : $"&key={KeyCodec.Encode(key)}") + (expectedSize is long n ? $"&expected_size={n}" : "");
+        using var req = new HttpRequestMessage(HttpMethod.Put, uri) { Content = content };
+        if (key is not null)
+        {
+            req.Headers.ExpectContinue = true;
+        }
         return await SendOnceAsync(req, ct);
     }
 

@@ -220,6 +220,27 @@ public sealed class VolumeServer : IAsyncDisposable
         {
             ServerHost.AllowLargeBody(ctx);
             var uploadId = RequireString(ctx, "upload_id");
+            if (RawQuery.Get(ctx, "key") is not null)
+            {
+                // Prepare on arrival: refuse (full, faulty) before reading, so with Expect: 100-continue the
+                // coordinator has sent no byte of the body and can still send it to another node.
+                var key = RequireKey(ctx, "key");
+                if (await InjectedFaultAsync(ctx, "prepare") is { } refused)
+                {
+                    return refused;
+                }
+                Store.Prepare(key, uploadId, OptionalLong(ctx, "expected_size"));
+            }
+            if (Faults.IsArmed("upload"))
+            {
+                // An upload fault fires once the body flows (mid-upload), not before the first byte.
+                var peek = await ctx.Request.BodyReader.ReadAsync(ctx.RequestAborted);
+                ctx.Request.BodyReader.AdvanceTo(peek.Buffer.Start);
+                if (await InjectedFaultAsync(ctx, "upload") is { } injected)
+                {
+                    return injected;
+                }
+            }
             var result = Faults.Take("upload_corrupt") is not null
                 ? await Store.ReceiveAsync(uploadId, new CorruptingStream(ctx.Request.Body), ctx.Request.Query["etag"], ctx.RequestAborted)
                 : await Store.ReceiveAsync(uploadId, ctx.Request.BodyReader, ctx.Request.Query["etag"], ctx.RequestAborted);
@@ -469,7 +490,7 @@ public sealed class VolumeServer : IAsyncDisposable
     private static readonly Dictionary<string, string[]> AllowedParams = new()
     {
         ["prepare"] = ["key", "upload_id", "expected_size"],
-        ["upload"] = ["upload_id", "etag"],
+        ["upload"] = ["upload_id", "etag", "key", "expected_size"],
         ["status"] = ["upload_id"],
         ["pull"] = ["upload_id", "from", "etag"],
         ["commit"] = ["upload_id", "key", "version"],
@@ -488,23 +509,10 @@ public sealed class VolumeServer : IAsyncDisposable
         {
             return ApiError.BadRequest(ApiError.Codes.InvalidArgument, $"unknown query parameter '{unknown}' (accepted: {string.Join(", ", allowed)})");
         }
-        if (Faults.Take(op) is FaultRule rule)
+        // The upload endpoint places its own faults (prepare on arrival, then mid-body).
+        if (op != "upload" && await InjectedFaultAsync(ctx, op) is { } injected)
         {
-            if (rule.Mode == "stall")
-            {
-                try
-                {
-                    await Task.Delay(rule.StallMs, ctx.RequestAborted);
-                }
-                catch (OperationCanceledException)
-                {
-                    return Results.Empty;
-                }
-            }
-            else
-            {
-                return ApiError.Result(rule.Status, ApiError.Codes.Injected, $"injected fault on {op}");
-            }
+            return injected;
         }
         try
         {
@@ -517,6 +525,28 @@ public sealed class VolumeServer : IAsyncDisposable
         catch (IOException ex) when (BlobStore.IsDiskFull(ex))
         {
             return ApiError.Result(507, ApiError.Codes.InsufficientStorage, "disk full");
+        }
+    }
+
+    /// <summary>Fires an armed fault of op: a stall (null afterwards, or Empty when the caller left) or an error result.</summary>
+    private async Task<IResult?> InjectedFaultAsync(HttpContext ctx, string op)
+    {
+        if (Faults.Take(op) is not FaultRule rule)
+        {
+            return null;
+        }
+        if (rule.Mode != "stall")
+        {
+            return ApiError.Result(rule.Status, ApiError.Codes.Injected, $"injected fault on {op}");
+        }
+        try
+        {
+            await Task.Delay(rule.StallMs, ctx.RequestAborted);
+            return null;
+        }
+        catch (OperationCanceledException)
+        {
+            return Results.Empty;
         }
     }
 

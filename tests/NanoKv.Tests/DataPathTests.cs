@@ -521,7 +521,7 @@ public class DataPathTests(PostgresFixture pg) : IClassFixture<PostgresFixture>
     {
         var body = await resp.Content.ReadAsStringAsync();
         using var doc = JsonDocument.Parse(body);
-        Assert.Equal(code, doc.RootElement.GetProperty("error").GetString());
+        Assert.True(code == doc.RootElement.GetProperty("error").GetString(), body);
         Assert.False(string.IsNullOrEmpty(doc.RootElement.GetProperty("detail").GetString()));
     }
 

@@ -7,7 +7,7 @@ namespace NanoKv.Coordinator.Core;
 
 /// <summary>
 /// The transport-free object store: PUT/GET/DELETE with plain arguments and results. A write is
-/// prepare → upload → verify → commit on N replicas, aborted on any failure before commit and rolled back
+/// upload (each volume prepares on arrival) → verify → commit on N replicas, aborted on any failure before commit and rolled back
 /// after a partial commit, so a key is either fully written or absent. Front ends (native HTTP, S3) only
 /// translate requests and results; replication, placement and commit live here alone.
 /// </summary>
@@ -40,15 +40,10 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
         // The guard aborts the reservation on every exit before commit, including exceptions.
         await using var write = begun.Value!;
         phase = Metrics.Phase(PutPhase.Metadata, phase);
-        var prepared = await PrepareAllAsync(write, request.Length);
-        phase = Metrics.Phase(PutPhase.Prepare, phase);
-        if (prepared is not null)
-        {
-            return prepared;
-        }
 
-        // Upload: one read of the client body, hashed once, streamed to all replicas in parallel.
-        var (copy, uploads) = await UploadAsync(write.Meta, request.Body, request.Length, ct);
+        // Upload: one read of the client body, hashed once, streamed to all replicas in parallel; each
+        // volume prepares the upload as the request arrives (no separate prepare round trip).
+        var (copy, uploads) = await UploadAsync(write, request.Body, request.Length, ct);
         phase = Metrics.Phase(PutPhase.Upload, phase);
         var failure = UploadFailure(write, copy, uploads, request.Length, ct);
         if (failure is not null)
@@ -60,8 +55,11 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
             return refused;
         }
         // Recorded before commit so a coordinator crash during commit can roll forward. Not fsync'd: if it
-        // is lost, recovery rolls the (never acknowledged) write back instead.
-        if (!write.TrySwap(write.Meta with { Size = copy.Bytes, Etag = copy.Etag }, sync: false))
+        // is lost, recovery rolls the (never acknowledged) write back instead — unless a spare replaced a
+        // replica: then the record must name the replica that will hold the blob before it is committed.
+        var placed = uploads.Select(u => u.Node).ToList();
+        var moved = !placed.SequenceEqual(write.Meta.Replicas);
+        if (!write.TrySwap(write.Meta with { Size = copy.Bytes, Etag = copy.Etag, Replicas = placed }, sync: moved))
         {
             return LeaseLapsed(key);
         }
@@ -144,51 +142,18 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
         }
     }
 
-    /// <summary>Prepare: reserve an upload on N nodes; a node that fails is replaced by the next in HRW order.</summary>
-    private async Task<StoreError?> PrepareAllAsync(PendingWrite write, long? length)
-    {
-        var n = settings.Replicas;
-        var pending = write.Meta;
-        var failures = new List<string>();
-        var results = await Task.WhenAll(pending.Replicas.Select(id => PrepareAsync(id, write.Key, pending.UploadId, length)));
-        for (var i = 0; i < results.Length; i++)
-        {
-            var id = pending.Replicas[i];
-            if (results[i].Ok)
-            {
-                write.Prepared.Add(id);
-                continue;
-            }
-            failures.Add($"{id}: {results[i].Describe()}");
-            if (results[i].Status == 507 && write.Spares.Count == 0)
-            {
-                return new StoreError(StoreErrorKind.InsufficientStorage, string.Join("; ", failures));
-            }
-            while (write.Spares.TryDequeue(out var next))
-            {
-                var r = await PrepareAsync(next, write.Key, pending.UploadId, length);
-                if (r.Ok)
-                {
-                    write.Prepared.Add(next);
-                    break;
-                }
-                failures.Add($"{next}: {r.Describe()}");
-            }
-        }
-        if (write.Prepared.Count < n)
-        {
-            return new StoreError(StoreErrorKind.InsufficientNodes, $"could not prepare {n} replicas: {string.Join("; ", failures)}");
-        }
-        if (!write.Prepared.SequenceEqual(pending.Replicas) && !write.TrySwap(write.Meta with { Replicas = [.. write.Prepared] }))
-        {
-            return LeaseLapsed(write.Key);
-        }
-        return null;
-    }
-
     /// <summary>Classifies a finished upload: the client's fault, a replica's, or fine (null).</summary>
-    private static StoreError? UploadFailure(PendingWrite write, CopyResult copy, CallResult[] uploads, long? length, CancellationToken ct)
+    private static StoreError? UploadFailure(PendingWrite write, CopyResult copy, SlotUpload[] slots, long? length, CancellationToken ct)
     {
+        // A slot that found no node willing to take the body: placement failed, not a replica mid-write.
+        if (slots.FirstOrDefault(u => u.Unplaced) is { } unplaced)
+        {
+            var full = unplaced.Failures.Count > 0 && slots.Where(u => u.Unplaced).All(u => u.Call.Status == 507);
+            return full
+                ? new StoreError(StoreErrorKind.InsufficientStorage, string.Join("; ", slots.SelectMany(u => u.Failures)))
+                : new StoreError(StoreErrorKind.InsufficientNodes, $"could not place {slots.Length} replicas: {string.Join("; ", slots.SelectMany(u => u.Failures))}");
+        }
+        var uploads = slots.Select(u => u.Call).ToArray();
         if (copy.Status == CopyStatus.InputError || copy.Status == CopyStatus.Canceled || ct.IsCancellationRequested)
         {
             return copy.Error switch
@@ -206,7 +171,7 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
         {
             var full = uploads[failedUpload].Status is 507;
             return new StoreError(full ? StoreErrorKind.InsufficientStorage : StoreErrorKind.ReplicaFailed,
-                $"upload to {write.Prepared[failedUpload]} failed: {uploads[failedUpload].Describe()}");
+                $"upload to {slots[failedUpload].Node} failed: {uploads[failedUpload].Describe()}");
         }
         if (!copy.Ok)
         {
@@ -224,8 +189,8 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
             {
                 var expected = copy.Etag.Length > 0
                     ? $"expected {copy.Bytes} bytes with etag {copy.Etag}"
-                    : $"the replicas disagree ({string.Join(", ", uploads.Select((u, j) => $"{write.Prepared[j]}: {u.As<UploadResult>()?.Size} bytes, etag {u.As<UploadResult>()?.Etag}"))}; {copy.Bytes} bytes were sent)";
-                return new StoreError(StoreErrorKind.ChecksumMismatch, $"replica {write.Prepared[i]} stored {got?.Size} bytes with etag {got?.Etag}; {expected}");
+                    : $"the replicas disagree ({string.Join(", ", uploads.Select((u, j) => $"{slots[j].Node}: {u.As<UploadResult>()?.Size} bytes, etag {u.As<UploadResult>()?.Etag}"))}; {copy.Bytes} bytes were sent)";
+                return new StoreError(StoreErrorKind.ChecksumMismatch, $"replica {slots[i].Node} stored {got?.Size} bytes with etag {got?.Etag}; {expected}");
             }
         }
         return null;
@@ -255,34 +220,19 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
         await FanOutDeleteAsync(key, tomb.Replicas, tomb.Version);
     }
 
-    private async Task<CallResult> PrepareAsync(string id, byte[] key, string uploadId, long? length)
+    private async Task<(CopyResult Copy, SlotUpload[] Slots)> UploadAsync(PendingWrite write, Stream body, long? length, CancellationToken clientGone)
     {
-        var url = nodes.UrlOf(id);
-        if (url is null)
-        {
-            return new CallResult(false, 0, "unknown node", false);
-        }
-        var r = await volumes.PrepareAsync(url, key, uploadId, length, CancellationToken.None);
-        Metrics.ReplicaFailed(PutPhase.Prepare, r.Ok ? 0 : 1);
-        if (!r.Ok && r.Status == 0)
-        {
-            nodes.ReportFailure(id);
-        }
-        return r;
-    }
-
-    private async Task<(CopyResult Copy, CallResult[] Uploads)> UploadAsync(ObjectMeta pending, Stream body, long? length, CancellationToken clientGone)
-    {
-        var targets = pending.Replicas;
-        var broadcast = new Broadcast(targets.Count, settings.UploadIdleTimeout);
+        var n = write.Meta.Replicas.Count;
+        var broadcast = new Broadcast(n, settings.UploadIdleTimeout);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(clientGone);
-        var uploads = targets.Select((id, i) => Task.Run(async () =>
+        var uploads = Enumerable.Range(0, n).Select(i => Task.Run(async () =>
         {
-            var r = await volumes.UploadAsync(nodes.UrlOf(id)!, pending.UploadId, broadcast.ContentFor(i, length), cts.Token);
-            if (!r.Ok)
+            var r = await UploadSlotAsync(write, broadcast, i, length, cts.Token);
+            if (!r.Call.Ok)
             {
-                Metrics.ReplicaFailed(PutPhase.Upload, cts.IsCancellationRequested ? 0 : 1); // the first failure, not the cancellations it causes
-                broadcast.Fail(i, new IOException(r.Describe()));
+                // the first failure, not the cancellations it causes
+                Metrics.ReplicaFailed(r.Unplaced ? PutPhase.Prepare : PutPhase.Upload, cts.IsCancellationRequested ? 0 : 1);
+                broadcast.Fail(i, new IOException(r.Call.Describe()));
                 await cts.CancelAsync(); // one failed replica fails the PUT: stop the others
             }
             return r;
@@ -290,7 +240,7 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
         // With two or more replicas each volume's own BLAKE3 of what it fsync'd is the check: they must all
         // agree (a copy damaged on the way differs from the others), so the coordinator skips its own pass
         // over the bytes (one of four per PUT). A single replica is checked against the coordinator's hash.
-        var hashHere = targets.Count < 2;
+        var hashHere = n < 2;
         var copy = await broadcast.PumpAsync(body, length ?? ServerHost.MaxObjectBytes, cts.Token, hashHere);
         if (!copy.Ok)
         {
@@ -305,9 +255,9 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
         {
             copy = copy with { Status = CopyStatus.OutputError };
         }
-        if (!hashHere && copy.Ok && results.All(r => r.Ok))
+        if (!hashHere && copy.Ok && results.All(r => r.Call.Ok))
         {
-            var etags = results.Select(r => r.As<UploadResult>()?.Etag).Distinct(StringComparer.Ordinal).ToList();
+            var etags = results.Select(r => r.Call.As<UploadResult>()?.Etag).Distinct(StringComparer.Ordinal).ToList();
             if (etags is [{ Length: > 0 } agreed])
             {
                 copy = copy with { Etag = agreed };
@@ -316,10 +266,58 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
         return (copy, results);
     }
 
-    /// <summary>Undoes a reservation that never reached commit: abort the prepared uploads, restore the key.</summary>
-    private async Task AbortAsync(byte[] key, ObjectMeta pending, List<string> prepared, ObjectMeta? previous)
+    /// <summary>
+    /// Sends slot i's body to its replica, which prepares the upload on arrival. A node that refuses before
+    /// taking a byte (down, full, failing) is retried inside the time box when the failure is transient, then
+    /// replaced by the next spare in HRW order — the body is still whole for the new node.
+    /// </summary>
+    private async Task<SlotUpload> UploadSlotAsync(PendingWrite write, Broadcast broadcast, int slot, long? length, CancellationToken ct)
     {
-        await Task.WhenAll(prepared.Select(id => volumes.AbortAsync(nodes.UrlOf(id)!, pending.UploadId, CancellationToken.None, key, pending.Version)));
+        var node = write.Meta.Replicas[slot];
+        var failures = new List<string>();
+        var tried = System.Diagnostics.Stopwatch.StartNew();
+        var delay = TimeSpan.FromMilliseconds(50);
+        while (true)
+        {
+            write.Touch(node);
+            // One attempt may wait for the node's answer (its 100-continue) as long as a control call; once
+            // the body flows, the broadcast's idle timeout guards it instead.
+            using var attempt = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            attempt.CancelAfter(volumes.AttemptTimeout);
+            var content = broadcast.ContentFor(slot, length, () => attempt.CancelAfter(Timeout.InfiniteTimeSpan));
+            var url = nodes.UrlOf(node);
+            var r = url is null
+                ? new CallResult(false, 0, "unknown node", false)
+                : await volumes.UploadAsync(url, write.Meta.UploadId, content, attempt.Token, write.Key, length);
+            if (r.Ok || content.Started || ct.IsCancellationRequested)
+            {
+                return new SlotUpload(node, r, false, failures);
+            }
+            if (r.Status == 0 && url is not null)
+            {
+                nodes.ReportFailure(node);
+            }
+            if (r.Transient && tried.Elapsed + delay <= volumes.TimeBox)
+            {
+                await Task.Delay(delay, ct);
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(1).Ticks));
+                continue;
+            }
+            failures.Add($"{node}: {r.Describe()}");
+            if (!write.TryTakeSpare(out var next))
+            {
+                return new SlotUpload(node, r, true, failures);
+            }
+            node = next;
+            tried.Restart();
+            delay = TimeSpan.FromMilliseconds(50);
+        }
+    }
+
+    /// <summary>Undoes a reservation that never reached commit: abort the prepared uploads, restore the key.</summary>
+    private async Task AbortAsync(byte[] key, ObjectMeta pending, IReadOnlyCollection<string> touched, ObjectMeta? previous)
+    {
+        await Task.WhenAll(touched.Select(id => volumes.AbortAsync(nodes.UrlOf(id)!, pending.UploadId, CancellationToken.None, key, pending.Version)));
         // Only if the key still holds this reservation (a recovering coordinator may have resolved it).
         store.CompareAndSwap(key, pending, previous);
     }
@@ -333,9 +331,27 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
 
         public ObjectMeta Meta { get; private set; } = meta;
 
-        public List<string> Prepared { get; } = [];
+        private readonly HashSet<string> _touched = [];
 
-        public Queue<string> Spares { get; } = new(spares);
+        private readonly Queue<string> _spares = new(spares);
+
+        /// <summary>Records a node an upload was sent to: abort must reach it.</summary>
+        public void Touch(string node)
+        {
+            lock (_touched)
+            {
+                _touched.Add(node);
+            }
+        }
+
+        /// <summary>The next node in HRW order after the chosen ones (slots take them concurrently).</summary>
+        public bool TryTakeSpare(out string node)
+        {
+            lock (_spares)
+            {
+                return _spares.TryDequeue(out node!);
+            }
+        }
 
         /// <summary>From here on commit or rollback decides the outcome; no abort.</summary>
         public void Settle() => _settled = true;
@@ -348,7 +364,12 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
                 if (!_settled)
                 {
                     owner.Metrics.Aborts.Inc();
-                    await owner.AbortAsync(key, latest, Prepared, previous);
+                    string[] touched;
+                    lock (_touched)
+                    {
+                        touched = [.. _touched];
+                    }
+                    await owner.AbortAsync(key, latest, touched, previous);
                 }
             }
             finally

@@ -156,3 +156,6 @@ public interface IObjectSink
     /// <summary>Wrong or missing bytes were already sent: the client must see a failure, not a normal end.</summary>
     void Abort();
 }
+
+/// <summary>One replica slot of a PUT: the node that took (or last refused) the body and its answer. Unplaced: no node would take it.</summary>
+internal sealed record SlotUpload(string Node, CallResult Call, bool Unplaced, IReadOnlyList<string> Failures);

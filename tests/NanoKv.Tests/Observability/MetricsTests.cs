@@ -92,7 +92,7 @@ public sealed class MetricsTests
         Assert.True(Delta(coord0, coord1, "nanokv_http_request_bytes_total", ("route", "/{key}")) >= Puts * body.Length);
 
         // PUT phases, failures, aborts.
-        foreach (var phase in new[] { "prepare", "upload", "commit", "metadata" })
+        foreach (var phase in new[] { "upload", "commit", "metadata" })
         {
             Assert.True(Delta(coord0, coord1, "nanokv_put_phase_duration_seconds_count", ("phase", phase)) >= Puts, phase);
         }
