@@ -86,4 +86,36 @@ public class DurabilityTests
         Assert.Equal(skipped == CrashPoints.WalSync ? 4 : 4 * 2, checker.Violations.Count(v => v.Contains(expected, StringComparison.Ordinal)));
         Assert.All(checker.Violations, v => Assert.Contains(expected, v, StringComparison.Ordinal));
     }
+
+    /// <summary>
+    /// A correct PUT as a loaded machine traces it: the volume's strace stamps its commit answer's return after the
+    /// coordinator already read it, wrote and synced the WAL and answered the client, and a 204 to someone else
+    /// goes out inside the client's window. None of that is a violation; dropping the folder fsync is exactly one.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void TheCheckerTiesCallsToTheOpByContentNotByWhichCameFirst(bool skipDirFsync)
+    {
+        string[] coordinator =
+        [
+            """100 1000.000100 recvfrom(20<socket:[1]>, "PUT /k HTTP/1.1\r\nContent-Length: 1\r\n\r\nx", 65536, 0, NULL, NULL) = 40""",
+            """101 1000.000150 sendto(21<socket:[9]>, "HTTP/1.1 204 No Content\r\n\r\n", 27, 0, NULL, 0) = 27""",
+            """100 1000.000500 write(30</d/index/000004.log>, "\1\7m/k{\"state\":\"Committed\",\"uploadId\":\"u1\"}", 44) = 44""",
+            """100 1000.000600 fdatasync(30</d/index/000004.log>) = 0""",
+            """100 1000.000700 sendto(20<socket:[1]>, "HTTP/1.1 201 Created\r\n\r\n{\"key\":\"k\"}", 35, 0, NULL, 0) = 35""",
+        ];
+        string[] volume =
+        [
+            """200 1000.000200 fsync(5</v/uploads/u1.data>) = 0""",
+            """200 1000.000250 rename("/v/uploads/u1.data", "/v/blobs/ab/k") = 0""",
+            """200 1000.000300 fsync(6</v/blobs/ab>) = 0""",
+            """200 1000.000400 sendto(7<socket:[2]>, "HTTP/1.1 200 OK\r\n\r\n{\"committed\":true,\"upload_id\":\"u1\",\"version\":1}", 60, 0, NULL, 0 <unfinished ...>""",
+            """200 1000.000900 <... sendto resumed>) = 60""",
+        ];
+        var volumes = new Dictionary<string, List<Syscall>> { ["vol0"] = StraceLog.Parse(volume.Where(l => !skipDirFsync || !l.Contains("/v/blobs/ab>", StringComparison.Ordinal))) };
+        var checker = new DurabilityChecker(volumes, StraceLog.Parse(coordinator)).Check([new TimedOp("PUT", "k", 1000.0, 1000.0008)]);
+        Assert.Equal(skipDirFsync ? ["PUT k: vol0: folder of k not fsync'd after the rename and before the commit was answered"] : [], checker.Violations);
+        Assert.Equal(5, checker.Checks);
+    }
 }

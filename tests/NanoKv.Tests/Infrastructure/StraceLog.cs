@@ -28,6 +28,9 @@ public sealed record Syscall(int Pid, string Name, double Start, double End, str
 
     public bool IsSend => Name is "sendto" or "sendmsg" or "write" or "writev" && (FdPath?.StartsWith("socket:", StringComparison.Ordinal) ?? false);
 
+    /// <summary>A read from a connection (the request a server received: its bytes are printed when it returns).</summary>
+    public bool IsReceive => Name is "recvfrom" or "recvmsg" or "read" && (FdPath?.StartsWith("socket:", StringComparison.Ordinal) ?? false);
+
     public override string ToString() => $"{Start.ToString("F6", CultureInfo.InvariantCulture)} [{Pid}] {Name}({(Args.Length > 160 ? Args[..160] + "…" : Args)}) = {Result}";
 }
 
@@ -37,11 +40,15 @@ public sealed record Syscall(int Pid, string Name, double Start, double End, str
 /// </summary>
 public static partial class StraceLog
 {
-    /// <summary>The flags the durability checker needs (paths of fds, wall-clock times, enough of each buffer).</summary>
+    /// <summary>
+    /// The flags the durability checker needs: paths of fds, wall-clock times, received requests (to tie an
+    /// answer to its request by connection), and enough of each buffer that a RocksDB group commit of several
+    /// records still shows every key.
+    /// </summary>
     public static IReadOnlyList<string> Wrapper(string outputFile) =>
     [
-        "strace", "-f", "--seccomp-bpf", "-ttt", "-y", "-s", "400", "-o", outputFile,
-        "-e", "trace=fsync,fdatasync,rename,renameat,renameat2,openat,write,pwrite64,writev,sendto,sendmsg",
+        "strace", "-f", "--seccomp-bpf", "-ttt", "-y", "-s", "2048", "-o", outputFile,
+        "-e", "trace=fsync,fdatasync,rename,renameat,renameat2,openat,write,pwrite64,writev,sendto,sendmsg,recvfrom,recvmsg",
     ];
 
     public static List<Syscall> Parse(IEnumerable<string> lines)
@@ -83,8 +90,8 @@ public static partial class StraceLog
             var (a, res) = SplitResult(body);
             calls.Add(new Syscall(pid, name, ts, ts, a, res));
         }
-        calls.Sort((x, y) => x.Start.CompareTo(y.Start));
-        return calls;
+        // Stable: calls stamped in the same microsecond keep the order strace logged them in.
+        return calls.OrderBy(c => c.Start).ToList();
     }
 
     public static List<Syscall> ParseFile(string path) => Parse(File.ReadLines(path));
