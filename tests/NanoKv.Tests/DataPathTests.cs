@@ -202,6 +202,35 @@ public class DataPathTests(PostgresFixture pg) : IClassFixture<PostgresFixture>
         Assert.DoesNotContain(preferred[1], c.Coordinator.Store.Get(key)!.Replicas);
     }
 
+    [Theory]
+    [InlineData(1000, 507)] // sent chunked: HttpClient would otherwise send a body this small despite the refusal
+    [InlineData(3 * 1024 * 1024, 507)]
+    [InlineData(3 * 1024 * 1024, 400)]
+    public async Task AReplicaThatRefusesBeforeTheBodyIsReplacedByTheNextNode(int size, int status)
+    {
+        // Prepare happens on the upload's arrival; a node that refuses it (full, failing) took no byte of the
+        // body, so the same body still goes whole to the next node in HRW order.
+        await using var c = await TestCluster.StartAsync(volumes: 4, replicas: 3);
+        var key = Encoding.UTF8.GetBytes($"refused-{size}-{status}");
+        var preferred = Placement.Choose(key, c.Volumes.Select(v => v!.NodeId), 3);
+        var refusing = c.IndexOf(preferred[1]);
+        await Arm(c, refusing, new { op = "prepare", mode = "fail", count = 1000, status });
+        var data = Payload(size);
+        using var put = await c.Client.PutAsync($"{c.Url}/{Encoding.UTF8.GetString(key)}", new ByteArrayContent(data));
+        Assert.True(put.StatusCode == HttpStatusCode.Created, await put.Content.ReadAsStringAsync());
+        var report = await c.Client.GetFromJsonAsync<JsonElement>($"{c.Volume(refusing).Url}/admin/faults");
+        Assert.True(report.GetProperty("hits").GetProperty("prepare").GetInt32() >= 1, report.ToString());
+        var meta = c.Coordinator.Store.Get(key)!;
+        Assert.DoesNotContain(preferred[1], meta.Replicas);
+        Assert.Equal(3, meta.Replicas.Distinct().Count());
+        Assert.Equal(data, await c.Client.GetByteArrayAsync($"{c.Url}/{Encoding.UTF8.GetString(key)}"));
+        foreach (var id in meta.Replicas)
+        {
+            Assert.Equal(data, await File.ReadAllBytesAsync(c.VolumeById(id).Store.BlobPath(key)));
+        }
+        Assert.Empty(Directory.EnumerateFiles(Path.Combine(c.Volume(refusing).Store.Root, "tmp")));
+    }
+
     [Fact]
     public async Task TooFewAliveNodesIsA503()
     {
