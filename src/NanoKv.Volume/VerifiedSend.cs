@@ -16,15 +16,23 @@ public static class VerifiedSend
     /// <summary>Bytes per read; 256 KiB keeps the syscalls few and memory per GET flat.</summary>
     public const int ChunkSize = 256 * 1024;
 
+    /// <summary>
+    /// Bytes per read for a blob of this length. A single large stream is bound by the hand-offs between the
+    /// reading thread and Kestrel's sender, one per chunk: 1 MiB chunks from 32 MiB up (measured, 1 GiB at
+    /// c=1: 843–897 → 1010–1117 MiB/s). Smaller blobs keep 256 KiB, which is faster under concurrency.
+    /// </summary>
+    public static int ChunkFor(long length) => length >= 32L * 1024 * 1024 ? 4 * ChunkSize : ChunkSize;
+
     public static async Task<CopyResult> SendAsync(SafeFileHandle file, long length, PipeWriter writer, string expectedEtag, CancellationToken ct)
     {
         using var hasher = ContentHasher.New();
         long offset = 0;
+        var chunk = ChunkFor(length);
         try
         {
             while (offset < length)
             {
-                var want = (int)Math.Min(ChunkSize, length - offset);
+                var want = (int)Math.Min(chunk, length - offset);
                 var memory = writer.GetMemory(want);
                 int n;
                 try
@@ -84,11 +92,12 @@ public static class VerifiedSend
         using var hasher = expectedEtag is null ? null : ContentHasher.New();
         long offset = 0;
         var length = pin.Length;
+        var chunk = ChunkFor(length);
         try
         {
             while (offset < length)
             {
-                var n = (int)Math.Min(ChunkSize, length - offset);
+                var n = (int)Math.Min(chunk, length - offset);
                 CopyPinned(pin, offset, n, writer, hasher);
                 offset += n;
                 if (offset == length)
