@@ -31,15 +31,19 @@ public static class StreamCopier
     /// </summary>
     public const int BufferSize = 256 * 1024;
 
-    /// <summary>Copies src into sink, hashing as it goes; stops with InputError if src yields more than maxBytes.</summary>
+    /// <summary>
+    /// Copies src into sink, hashing as it goes (unless hash is false: the result's Etag is then empty); stops
+    /// with InputError if src yields more than maxBytes.
+    /// </summary>
     public static async Task<CopyResult> CopyAsync(
         Stream src,
         Func<ReadOnlyMemory<byte>, CancellationToken, ValueTask> sink,
         long maxBytes,
-        CancellationToken ct)
+        CancellationToken ct,
+        bool hash = true)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
-        using var hasher = ContentHasher.New();
+        using var hasher = hash ? ContentHasher.New() : null;
         long total = 0;
         try
         {
@@ -56,14 +60,14 @@ public static class StreamCopier
                 }
                 if (filled == 0)
                 {
-                    return new CopyResult(total, hasher.FinalizeHex(), CopyStatus.Ok, null);
+                    return new CopyResult(total, hasher?.FinalizeHex() ?? "", CopyStatus.Ok, null);
                 }
                 total += filled;
                 if (total > maxBytes)
                 {
                     return new CopyResult(total, "", CopyStatus.InputError, new InvalidDataException($"body is longer than {maxBytes} bytes"));
                 }
-                hasher.Update(buffer.AsSpan(0, filled));
+                hasher?.Update(buffer.AsSpan(0, filled));
                 try
                 {
                     await sink(buffer.AsMemory(0, filled), ct);
@@ -84,9 +88,9 @@ public static class StreamCopier
         }
     }
 
-    /// <summary>Copies src into dst.</summary>
-    public static Task<CopyResult> CopyAsync(Stream src, Stream dst, CancellationToken ct) =>
-        CopyAsync(src, (m, c) => dst.WriteAsync(m, c), long.MaxValue, ct);
+    /// <summary>Copies src into dst; hash=false when the bytes are checked elsewhere (the Etag is then empty).</summary>
+    public static Task<CopyResult> CopyAsync(Stream src, Stream dst, CancellationToken ct, bool hash = true) =>
+        CopyAsync(src, (m, c) => dst.WriteAsync(m, c), long.MaxValue, ct, hash);
 
     /// <summary>
     /// Copies src to dst while checking it against an expected BLAKE3. Each chunk is written only after the

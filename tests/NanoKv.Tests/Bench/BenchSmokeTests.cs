@@ -33,8 +33,9 @@ public class BenchSmokeTests
             Assert.Equal(["cold-put", "cold-get", "put", "get", "mixed"], result.Phases.Select(p => p.Phase));
             Assert.All(result.Phases, p => Assert.Equal(0, p.Failures));
             Assert.Equal(12, result.Phases.Single(p => p.Phase == "put").Requests);
-            // CPU cost of the launched cluster's processes is measured for every phase.
-            Assert.All(result.Phases, p => Assert.True(p.CpuSecondsPerGib > 0, $"{p.Phase}: no CPU figure"));
+            // CPU cost of the launched cluster's processes is measured for every phase (/proc counts 10 ms ticks,
+            // so a phase over in a few milliseconds can honestly read 0).
+            Assert.All(result.Phases, p => Assert.True(p.CpuSecondsPerGib > 0 || p.Seconds < 0.2, $"{p.Phase}: no CPU figure in {p.Seconds} s"));
             Assert.NotNull(result.Ceilings);
             Assert.True(result.Ceilings.Writers >= 4, "the write ceiling uses several parallel writers");
             Assert.Equal(4, result.PeakRss.Count);
@@ -71,7 +72,8 @@ public class BenchSmokeTests
                 ColdDuration = TimeSpan.FromSeconds(1),
             };
             var result = await BenchRunner.RunAsync(o, _ => { }, CancellationToken.None);
-            Assert.Equal(["native:cold-put", "native:cold-get", "native:put", "s3:put", "native:get", "s3:get", "native:mixed", "s3:mixed"],
+            // Each front end gets its own cold phases, so S3's start-up (JIT of its code) never lands in a warm phase.
+            Assert.Equal(["native:cold-put", "native:cold-get", "s3:cold-put", "s3:cold-get", "native:put", "s3:put", "native:get", "s3:get", "native:mixed", "s3:mixed"],
                 result.Phases.Select(p => $"{p.Api}:{p.Phase}"));
             Assert.All(result.Phases, p => Assert.True(p.Failures == 0, $"{p.Api} {p.Phase}: {p.FirstError}"));
             Assert.Equal(8, result.Phases.Single(p => p.Api == "s3" && p.Phase == "put").Requests);
