@@ -20,12 +20,6 @@ public sealed class VolumeClient(HttpClient http, TimeSpan timeBox, TimeSpan att
 {
     public HttpClient Http => http;
 
-    /// <summary>How long transient failures of one call are retried.</summary>
-    public TimeSpan TimeBox => timeBox;
-
-    /// <summary>How long one attempt of a control call may take.</summary>
-    public TimeSpan AttemptTimeout => attemptTimeout;
-
     public Task<CallResult> PrepareAsync(string url, byte[] key, string uploadId, long? expectedSize, CancellationToken ct) =>
         PostAsync($"{url}/internal/prepare?key={KeyCodec.Encode(key)}&upload_id={uploadId}" + (expectedSize is long n ? $"&expected_size={n}" : ""), ct);
 
@@ -60,26 +54,49 @@ public sealed class VolumeClient(HttpClient http, TimeSpan timeBox, TimeSpan att
     public Task<CallResult> BlobInfoAsync(string url, byte[] key, bool deep, CancellationToken ct) =>
         SendWithRetryAsync(() => new HttpRequestMessage(HttpMethod.Get, $"{url}/admin/blob?key={KeyCodec.Encode(key)}&deep={(deep ? "true" : "false")}"), null, ct);
 
-    /// <summary>
-    /// Streams one upload body (no retry: the body cannot be replayed). With key, the volume prepares the
-    /// upload on arrival (one round trip instead of two); Expect: 100-continue lets it refuse (full, faulty)
-    /// before any byte of the body is sent, so the caller can still send that body to another node.
-    /// </summary>
-    public async Task<CallResult> UploadAsync(string url, string uploadId, HttpContent content, CancellationToken ct, byte[]? key = null, long? expectedSize = null)
+    /// <summary>Streams one upload body into an upload prepared before (no retry: the body cannot be replayed).</summary>
+    public async Task<CallResult> UploadAsync(string url, string uploadId, HttpContent content, CancellationToken ct)
     {
-        var uri = $"{url}/internal/upload?upload_id={uploadId}" + (key is null ? "" : $"&key={KeyCodec.Encode(key)}") + (expectedSize is long n ? $"&expected_size={n}" : "");
-        using var req = new HttpRequestMessage(HttpMethod.Put, uri) { Content = content };
-        if (key is not null)
-        {
-            req.Headers.ExpectContinue = true;
-        }
+        using var req = new HttpRequestMessage(HttpMethod.Put, $"{url}/internal/upload?upload_id={uploadId}") { Content = content };
         return await SendOnceAsync(req, ct);
+    }
+
+    /// <summary>
+    /// Streams one upload body to a volume that prepares the upload on arrival (one request instead of two).
+    /// Expect: 100-continue lets the volume refuse (full, failing) before any byte of the body leaves; until
+    /// then a failure is retried like a control call (transient ones inside the time box, each attempt within
+    /// the attempt timeout, which is disarmed once the body flows). BodySent false: the body is still whole,
+    /// so the caller may send it to another node.
+    /// </summary>
+    /// <param name="content">a fresh body per attempt; its argument, called when the body starts, disarms the attempt timeout</param>
+    public async Task<(CallResult Result, bool BodySent)> UploadPreparingAsync(
+        string url, string uploadId, byte[] key, long? expectedSize, Func<Action, Broadcast.TargetContent> content, CancellationToken ct)
+    {
+        var uri = $"{url}/internal/upload?upload_id={uploadId}&key={KeyCodec.Encode(key)}" + (expectedSize is long n ? $"&expected_size={n}" : "");
+        Broadcast.TargetContent? body = null;
+        var result = await SendWithRetryAsync(
+            attempt =>
+            {
+                body = content(() => attempt.CancelAfter(Timeout.InfiniteTimeSpan));
+                var req = new HttpRequestMessage(HttpMethod.Put, uri) { Content = body };
+                req.Headers.ExpectContinue = true;
+                return req;
+            },
+            attemptTimeout,
+            ct,
+            retryable: () => !body!.Started);
+        return (result, body!.Started);
     }
 
     private Task<CallResult> PostAsync(string url, CancellationToken ct) =>
         SendWithRetryAsync(() => new HttpRequestMessage(HttpMethod.Post, url), attemptTimeout, ct);
 
-    private async Task<CallResult> SendWithRetryAsync(Func<HttpRequestMessage> make, TimeSpan? perAttempt, CancellationToken ct)
+    private Task<CallResult> SendWithRetryAsync(Func<HttpRequestMessage> make, TimeSpan? perAttempt, CancellationToken ct) =>
+        SendWithRetryAsync(_ => make(), perAttempt, ct);
+
+    /// <param name="make">builds each attempt's request; it gets the attempt's deadline</param>
+    /// <param name="retryable">false after a failed attempt: return it instead of retrying</param>
+    private async Task<CallResult> SendWithRetryAsync(Func<CancellationTokenSource, HttpRequestMessage> make, TimeSpan? perAttempt, CancellationToken ct, Func<bool>? retryable = null)
     {
         var sw = Stopwatch.StartNew();
         var delay = TimeSpan.FromMilliseconds(50);
@@ -92,11 +109,11 @@ public sealed class VolumeClient(HttpClient http, TimeSpan timeBox, TimeSpan att
                 {
                     cts.CancelAfter(t);
                 }
-                using var req = make();
+                using var req = make(cts);
                 result = await SendOnceAsync(req, cts.Token);
             }
             ct.ThrowIfCancellationRequested();
-            if (result.Ok || !result.Transient || sw.Elapsed + delay > timeBox)
+            if (result.Ok || !result.Transient || sw.Elapsed + delay > timeBox || retryable?.Invoke() == false)
             {
                 return result;
             }

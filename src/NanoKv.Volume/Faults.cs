@@ -78,10 +78,10 @@ public sealed class Faults
         _rules.Values.OrderBy(r => r.Op, StringComparer.Ordinal).ToList(),
         new SortedDictionary<string, int>(_hits, StringComparer.Ordinal));
 
-    /// <summary>Takes one shot of the rule armed for op, if any.</summary>
     /// <summary>True while a rule for op is armed (does not count as a hit).</summary>
     public bool IsArmed(string op) => _rules.ContainsKey(op);
 
+    /// <summary>Takes one shot of the rule armed for op, if any.</summary>
     public FaultRule? Take(string op)
     {
         while (_rules.TryGetValue(op, out var rule))

@@ -146,9 +146,9 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
     private static StoreError? UploadFailure(PendingWrite write, CopyResult copy, SlotUpload[] slots, long? length, CancellationToken ct)
     {
         // A slot that found no node willing to take the body: placement failed, not a replica mid-write.
-        if (slots.FirstOrDefault(u => u.Unplaced) is { } unplaced)
+        if (slots.Any(u => u.Unplaced))
         {
-            var full = unplaced.Failures.Count > 0 && slots.Where(u => u.Unplaced).All(u => u.Call.Status == 507);
+            var full = slots.Where(u => u.Unplaced).All(u => u.Call.Status == 507);
             return full
                 ? new StoreError(StoreErrorKind.InsufficientStorage, string.Join("; ", slots.SelectMany(u => u.Failures)))
                 : new StoreError(StoreErrorKind.InsufficientNodes, $"could not place {slots.Length} replicas: {string.Join("; ", slots.SelectMany(u => u.Failures))}");
@@ -268,40 +268,35 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
 
     /// <summary>
     /// Sends slot i's body to its replica, which prepares the upload on arrival. A node that refuses before
-    /// taking a byte (down, full, failing) is retried inside the time box when the failure is transient, then
-    /// replaced by the next spare in HRW order — the body is still whole for the new node.
+    /// taking a byte (down, full, failing; transient refusals retried inside the time box) is replaced by the
+    /// next spare in HRW order — the body is still whole for the new node.
     /// </summary>
     private async Task<SlotUpload> UploadSlotAsync(PendingWrite write, Broadcast broadcast, int slot, long? length, CancellationToken ct)
     {
         var node = write.Meta.Replicas[slot];
         var failures = new List<string>();
-        var tried = System.Diagnostics.Stopwatch.StartNew();
-        var delay = TimeSpan.FromMilliseconds(50);
         while (true)
         {
             write.Touch(node);
-            // One attempt may wait for the node's answer (its 100-continue) as long as a control call; once
-            // the body flows, the broadcast's idle timeout guards it instead.
-            using var attempt = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            attempt.CancelAfter(volumes.AttemptTimeout);
-            var content = broadcast.ContentFor(slot, length, () => attempt.CancelAfter(Timeout.InfiniteTimeSpan));
-            var url = nodes.UrlOf(node);
-            var r = url is null
-                ? new CallResult(false, 0, "unknown node", false)
-                : await volumes.UploadAsync(url, write.Meta.UploadId, content, attempt.Token, write.Key, length);
-            if (r.Ok || content.Started || ct.IsCancellationRequested)
+            CallResult r;
+            var sent = false;
+            try
+            {
+                (r, sent) = nodes.UrlOf(node) is { } url
+                    ? await volumes.UploadPreparingAsync(url, write.Meta.UploadId, write.Key, length, onStart => broadcast.ContentFor(slot, length, onStart), ct)
+                    : (new CallResult(false, 0, "unknown node", false), false);
+            }
+            catch (OperationCanceledException)
+            {
+                return new SlotUpload(node, new CallResult(false, 0, "canceled", true), false, failures); // another slot failed, or the client left
+            }
+            if (r.Ok || sent)
             {
                 return new SlotUpload(node, r, false, failures);
             }
-            if (r.Status == 0 && url is not null)
+            if (r.Status == 0)
             {
                 nodes.ReportFailure(node);
-            }
-            if (r.Transient && tried.Elapsed + delay <= volumes.TimeBox)
-            {
-                await Task.Delay(delay, ct);
-                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(1).Ticks));
-                continue;
             }
             failures.Add($"{node}: {r.Describe()}");
             if (!write.TryTakeSpare(out var next))
@@ -309,8 +304,6 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
                 return new SlotUpload(node, r, true, failures);
             }
             node = next;
-            tried.Restart();
-            delay = TimeSpan.FromMilliseconds(50);
         }
     }
 
