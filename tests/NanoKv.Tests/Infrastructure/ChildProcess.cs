@@ -65,6 +65,9 @@ public sealed class ChildProcess : IDisposable
         // Tests start dozens of servers, often while timing-sensitive tests run: keep the precompiled framework
         // code (quick start) unless a test asks for the production default (JitMode; RuntimeSettingsTests).
         psi.Environment["NANOKV_READY_TO_RUN"] = "1";
+        // SecurityTests sets the private-CA variable in this process for a moment; a server started by a
+        // parallel test must not inherit it (its certificate folder is deleted afterwards: the child crashed).
+        psi.Environment.Remove(NanoKv.Core.NodeHttp.CaEnvVar);
         foreach (var (k, v) in env ?? new Dictionary<string, string>())
         {
             psi.Environment[k] = v;
