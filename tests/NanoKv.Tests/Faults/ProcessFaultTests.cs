@@ -150,7 +150,9 @@ public class ProcessFaultTests(PostgresFixture pg) : IClassFixture<PostgresFixtu
         await c.WaitAllAliveAsync();
         await WaitNothingPendingAsync(c);
         Assert.Equal(data, await c.Client.GetByteArrayAsync($"{c.Url}/inflight"));
-        Assert.Contains("rolled forward", c.Coordinator.Output, StringComparison.Ordinal);
+        // The log line follows the metadata swap and the output is read asynchronously: await it.
+        await TestCluster.WaitUntilAsync(() => c.Coordinator.Output.Contains("recovered pending inflight: rolled", StringComparison.Ordinal), TimeSpan.FromSeconds(10), "the recovery logged its outcome");
+        Assert.Contains("recovered pending inflight: rolled forward", c.Coordinator.Output, StringComparison.Ordinal);
         acked["inflight"] = data;
         await c.AssertConvergedAsync(acked, []);
     }

@@ -87,8 +87,13 @@ public sealed class PendingLeaseTests(PostgresFixture pg) : IClassFixture<Postgr
 
         await TestCluster.WaitUntilAsync(async () => await PendingAsync(c, c.UrlB) == 0, ResolveBound, "B resolved A's pending write");
         Assert.True(killed.Elapsed <= ResolveBound, $"resolved after {killed.Elapsed}");
+        // B logs the outcome after its swap lands, and its output is read asynchronously: await the line.
+        await TestCluster.WaitUntilAsync(
+            () => c.CoordinatorB!.Output.Contains("recovered pending crashed: rolled", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(10),
+            "B logged how it resolved the write");
         Assert.Contains("claimed the pending write of crashed", c.CoordinatorB!.Output, StringComparison.Ordinal);
-        Assert.Contains("rolled forward", c.CoordinatorB.Output, StringComparison.Ordinal);
+        Assert.Contains("recovered pending crashed: rolled forward", c.CoordinatorB.Output, StringComparison.Ordinal);
 
         // Wholly present (every replica committed it with the recorded hash); the key is write-once, so a retried
         // PUT hears 409, and after a DELETE a new PUT succeeds.
