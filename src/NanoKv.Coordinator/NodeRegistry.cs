@@ -85,6 +85,7 @@ public sealed partial class NodeRegistry(IMetaStore store, HttpClient http, Heal
             logger.LogInformation("node {NodeId} joined at {Url}", a.NodeId, url);
         }
         _unresolvedUrls.TryRemove(url, out _);
+        node.ReadUrl = a.ReadUrl?.TrimEnd('/');
         node.MarkSeen(a.CapacityBytes, a.FreeBytes);
     }
 
@@ -100,6 +101,7 @@ public sealed partial class NodeRegistry(IMetaStore store, HttpClient http, Heal
             Join(a);
             return true;
         }
+        node.ReadUrl = a.ReadUrl?.TrimEnd('/');
         node.MarkSeen(a.CapacityBytes, a.FreeBytes);
         return true;
     }
@@ -107,6 +109,9 @@ public sealed partial class NodeRegistry(IMetaStore store, HttpClient http, Heal
     public NodeStatus StatusOf(string nodeId) => _nodes.TryGetValue(nodeId, out var n) ? n.Status(settings, CoordinatorId) : NodeStatus.Down;
 
     public string? UrlOf(string nodeId) => _nodes.TryGetValue(nodeId, out var n) ? n.Url : null;
+
+    /// <summary>The node's sendfile read port for plain full GETs, or null (none, or not heard from yet).</summary>
+    public string? ReadUrlOf(string nodeId) => _nodes.TryGetValue(nodeId, out var n) ? n.ReadUrl : null;
 
     /// <summary>Ids of nodes placement may use.</summary>
     public List<string> AliveIds() => _nodes.Values.Where(n => n.Status(settings, CoordinatorId) == NodeStatus.Alive).Select(n => n.Id).ToList();
@@ -197,7 +202,7 @@ public sealed partial class NodeRegistry(IMetaStore store, HttpClient http, Heal
                 node.MarkFailed();
                 return;
             }
-            Join(new NodeAnnounce(h.NodeId, url, h.CapacityBytes, h.FreeBytes));
+            Join(new NodeAnnounce(h.NodeId, url, h.CapacityBytes, h.FreeBytes, h.ReadUrl));
         }
         catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or System.Text.Json.JsonException && !ct.IsCancellationRequested)
         {
@@ -214,6 +219,9 @@ public sealed partial class NodeRegistry(IMetaStore store, HttpClient http, Heal
         public string Url { get; set; } = url;
 
         public bool Persisted { get; set; }
+
+        /// <summary>Where the node serves plain full GETs with sendfile (from its probe or heartbeat).</summary>
+        public string? ReadUrl { get; set; }
 
         public DateTimeOffset? LastSeen { get; private set; }
 

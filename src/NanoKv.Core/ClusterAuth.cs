@@ -34,10 +34,13 @@ public static class ClusterAuth
     }
 
     /// <summary>True when the request carries the cluster secret (constant-time comparison).</summary>
-    public static bool HasSecret(HttpContext ctx, string secret) =>
+    public static bool HasSecret(HttpContext ctx, string secret) => HasSecret(ctx.Request.Headers[Header].ToString(), secret);
+
+    /// <summary>True when the given header value is the cluster secret (constant-time comparison).</summary>
+    public static bool HasSecret(string given, string secret) =>
         CryptographicOperations.FixedTimeEquals(
             SHA256.HashData(Encoding.UTF8.GetBytes(secret)),
-            SHA256.HashData(Encoding.UTF8.GetBytes(ctx.Request.Headers[Header].ToString())));
+            SHA256.HashData(Encoding.UTF8.GetBytes(given)));
 
     /// <summary>
     /// Signature of a presigned volume GET: HMAC-SHA256(secret, encoded key + expiry). The coordinator puts it
@@ -47,14 +50,18 @@ public static class ClusterAuth
         Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(secret), Encoding.UTF8.GetBytes($"{encodedKey}\n{expiresUnix}")));
 
     /// <summary>Checks exp/sig query parameters of a presigned GET.</summary>
-    public static bool HasValidSignature(HttpContext ctx, string secret, string encodedKey)
+    public static bool HasValidSignature(HttpContext ctx, string secret, string encodedKey) =>
+        HasValidSignature(ctx.Request.Query["exp"].ToString(), ctx.Request.Query["sig"].ToString(), secret, encodedKey);
+
+    /// <summary>Checks the exp and sig values of a presigned GET.</summary>
+    public static bool HasValidSignature(string? expires, string? signature, string secret, string encodedKey)
     {
-        if (!long.TryParse(ctx.Request.Query["exp"], System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var exp)
+        if (!long.TryParse(expires, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var exp)
             || exp < DateTimeOffset.UtcNow.ToUnixTimeSeconds())
         {
             return false;
         }
-        var given = Encoding.ASCII.GetBytes(ctx.Request.Query["sig"].ToString());
+        var given = Encoding.ASCII.GetBytes(signature ?? "");
         var want = Encoding.ASCII.GetBytes(Sign(secret, encodedKey, exp));
         return CryptographicOperations.FixedTimeEquals(want, given);
     }

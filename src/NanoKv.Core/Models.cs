@@ -44,7 +44,8 @@ public sealed record NodeAnnounce(
     [property: JsonPropertyName("node_id")] string NodeId,
     [property: JsonPropertyName("url")] string Url,
     [property: JsonPropertyName("capacity_bytes")] long? CapacityBytes,
-    [property: JsonPropertyName("free_bytes")] long? FreeBytes);
+    [property: JsonPropertyName("free_bytes")] long? FreeBytes,
+    [property: JsonPropertyName("read_url")] string? ReadUrl = null);
 
 /// <summary>A volume telling the coordinator that its copy of a key failed its checksum.</summary>
 public sealed record CorruptReport(
@@ -56,4 +57,5 @@ public sealed record VolumeHealth(
     [property: JsonPropertyName("status")] string Status,
     [property: JsonPropertyName("node_id")] string NodeId,
     [property: JsonPropertyName("capacity_bytes")] long CapacityBytes,
-    [property: JsonPropertyName("free_bytes")] long FreeBytes);
+    [property: JsonPropertyName("free_bytes")] long FreeBytes,
+    [property: JsonPropertyName("read_url")] string? ReadUrl = null);

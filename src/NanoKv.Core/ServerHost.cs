@@ -143,7 +143,8 @@ public static class ServerHost
         return new Uri(addrs.First().Replace("[::]", "127.0.0.1", StringComparison.Ordinal));
     }
 
-    private static IPAddress ParseHost(string host) =>
+    /// <summary>The address a --host value binds (localhost, *, 0.0.0.0 or a literal address).</summary>
+    public static IPAddress ParseHost(string host) =>
         host is "localhost" ? IPAddress.Loopback : host is "*" or "0.0.0.0" ? IPAddress.Any : IPAddress.Parse(host);
 
     private static MeterProviderBuilder AddRuntimeInstrumentationIfAny(this MeterProviderBuilder m) => m.AddMeter("System.Runtime");

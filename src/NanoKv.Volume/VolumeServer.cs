@@ -42,6 +42,9 @@ public sealed record VolumeOptions
 
     public string? TlsKey { get; init; }
 
+    /// <summary>Port of the sendfile read port (<see cref="SendfileServer"/>): 0 = any free port, -1 = none. Never with TLS.</summary>
+    public int ReadPort { get; init; }
+
     public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(2);
 
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
@@ -83,6 +86,11 @@ public sealed class VolumeServer : IAsyncDisposable
     /// <summary>URL other nodes and clients use to reach this volume.</summary>
     public string Url { get; private set; } = "";
 
+    /// <summary>Base URL of the sendfile read port, or null when it is off (TLS, --read-port -1).</summary>
+    public string? ReadUrl { get; private set; }
+
+    private SendfileServer? _readPort;
+
     public static VolumeServer Create(VolumeOptions options)
     {
         var store = new BlobStore(options.DataDir);
@@ -107,6 +115,11 @@ public sealed class VolumeServer : IAsyncDisposable
     {
         await _app.StartAsync(ct);
         Url = (Options.PublicUrl ?? ServerHost.BoundAddress(_app).ToString()).TrimEnd('/');
+        if (Options.ReadPort >= 0 && Options.TlsCert is null)
+        {
+            _readPort = SendfileServer.Start(this, ServerHost.ParseHost(Options.Host), Options.ReadPort, _app.Logger);
+            ReadUrl = new UriBuilder(Url) { Port = _readPort.Port }.Uri.ToString().TrimEnd('/');
+        }
         _app.Logger.LogInformation("volume {NodeId} serving {Dir} at {Url}, BLAKE3 {Hash}{Why}", NodeId, Store.Root, Url, ContentHasher.Backend, ContentHasher.NativeUnavailableReason is { } why ? $" ({why})" : "");
         if (Options.CoordinatorUrl is not null)
         {
@@ -119,6 +132,10 @@ public sealed class VolumeServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync();
+        if (_readPort is not null)
+        {
+            await _readPort.DisposeAsync();
+        }
         if (_heartbeats is not null)
         {
             await _heartbeats;
@@ -159,7 +176,7 @@ public sealed class VolumeServer : IAsyncDisposable
         {
             try
             {
-                var announce = new NodeAnnounce(NodeId, Url, Store.CapacityBytes(), Store.FreeBytes());
+                var announce = new NodeAnnounce(NodeId, Url, Store.CapacityBytes(), Store.FreeBytes(), ReadUrl);
                 using var resp = await _http.PostAsJsonAsync(coord + (joined ? "/admin/heartbeat" : "/admin/join"), announce, ct);
                 if (resp.IsSuccessStatusCode)
                 {
@@ -203,7 +220,7 @@ public sealed class VolumeServer : IAsyncDisposable
         var app = _app;
         app.MapGet("/healthz", async (HttpContext ctx) =>
             ServerHost.IsExactRoute(ctx, "/healthz")
-                ? Results.Json(new VolumeHealth("ok", NodeId, Store.CapacityBytes(), Store.FreeBytes()))
+                ? Results.Json(new VolumeHealth("ok", NodeId, Store.CapacityBytes(), Store.FreeBytes(), ReadUrl))
                 : await ServeBlob(ctx));
 
         app.MapMetrics(Metrics, Options.Secret);
@@ -466,14 +483,7 @@ public sealed class VolumeServer : IAsyncDisposable
             }
             if (copy.Status == CopyStatus.InputError)
             {
-                _app.Logger.LogError("corrupt blob {Key} on {NodeId}: {Error}; transfer aborted, blob quarantined", KeyCodec.Display(key), NodeId, copy.Error?.Message);
-                Metrics.VerifiedReadFailures.Inc();
-                // Out of blobs/ so no one reads it again; verify then sees a missing replica and repair re-copies it.
-                Store.Quarantine(key);
-                Metrics.Quarantines.Inc();
-                // Report before failing the transfer, so a client that retries through the coordinator is
-                // already sent to another replica.
-                await ReportCorruptAsync(key);
+                await OnCorruptReadAsync(key, copy.Error?.Message);
                 ctx.Abort();
             }
             return Results.Empty;
@@ -574,6 +584,22 @@ public sealed class VolumeServer : IAsyncDisposable
     private static string? NullIfEmpty(string? s) => string.IsNullOrEmpty(s) ? null : s;
 
     private static long VersionNow() => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1000;
+
+    /// <summary>
+    /// A full read found the blob's bytes differ from its stored BLAKE3: quarantine it and tell the coordinator.
+    /// The caller then cuts the transfer.
+    /// </summary>
+    internal async Task OnCorruptReadAsync(byte[] key, string? error)
+    {
+        _app.Logger.LogError("corrupt blob {Key} on {NodeId}: {Error}; transfer aborted, blob quarantined", KeyCodec.Display(key), NodeId, error);
+        Metrics.VerifiedReadFailures.Inc();
+        // Out of blobs/ so no one reads it again; verify then sees a missing replica and repair re-copies it.
+        Store.Quarantine(key);
+        Metrics.Quarantines.Inc();
+        // Report before failing the transfer, so a client that retries through the coordinator is
+        // already sent to another replica.
+        await ReportCorruptAsync(key);
+    }
 
     /// <summary>Tells the coordinator to send readers of this key elsewhere.</summary>
     private async Task ReportCorruptAsync(byte[] key)

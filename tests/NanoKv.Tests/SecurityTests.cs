@@ -41,9 +41,16 @@ public class SecurityTests
         Assert.Contains("sig=", location, StringComparison.Ordinal);
         Assert.Equal(data, await c.Client.GetByteArrayAsync(location));
 
-        var direct = $"{c.Volume(0).Url}/doc";
         var exp = DateTimeOffset.UtcNow.AddMinutes(5).ToUnixTimeSeconds();
         var past = DateTimeOffset.UtcNow.AddMinutes(-1).ToUnixTimeSeconds();
+        // The read port takes the same signatures (what redirects point at), and sends a bad one to the main port.
+        foreach (var readPort in new[] { $"{c.Volume(0).ReadUrl}/doc", $"{c.Volume(0).ReadUrl}/doc?exp={exp}&sig={new string('0', 64)}" })
+        {
+            using var resp = await c.Client.GetAsync(readPort);
+            Assert.True(resp.StatusCode == HttpStatusCode.Unauthorized, $"{readPort}: {resp.StatusCode}");
+        }
+        Assert.Equal(data, await c.Client.GetByteArrayAsync($"{c.Volume(0).ReadUrl}/doc?exp={exp}&sig={ClusterAuth.Sign(Secret, "doc", exp)}"));
+        var direct = $"{c.Volume(0).Url}/doc";
         foreach (var url in new[]
         {
             direct,                                                                          // unsigned
@@ -170,6 +177,7 @@ public class SecurityTests
             await coord.StartAsync();
             Environment.SetEnvironmentVariable(NodeHttp.CaEnvVar, null);
             Assert.StartsWith("https://", volume.Url, StringComparison.Ordinal);
+            Assert.Null(volume.ReadUrl); // sendfile cannot encrypt: no plain-HTTP read port beside a TLS volume
             Assert.StartsWith("https://", coord.Url, StringComparison.Ordinal);
 
             using var handler = new HttpClientHandler();

@@ -26,13 +26,17 @@ public sealed partial class ObjectStore
             .Where(c => c.Status != NodeStatus.Down && c.Url is not null)
             .OrderBy(c => IsMarkedCorrupt(key, c.Id))
             .ThenBy(c => c.Status)
-            .Select(c => new ReplicaLocation(c.Id, c.Url!))
+            .Select(c => new ReplicaLocation(c.Id, c.Url!, nodes.ReadUrlOf(c.Id)))
             .ToList();
         return new ReadPlan(key, meta, candidates);
     }
 
-    /// <summary>A URL a client may GET the replica at directly (signed when the cluster has a secret).</summary>
-    public string DirectUrl(ReadPlan plan, ReplicaLocation replica) => replica.Url + "/" + KeyCodec.UrlPath(plan.Key) + Presign(plan.Key);
+    /// <summary>
+    /// A URL a client may GET the replica at directly (signed when the cluster has a secret): its sendfile read
+    /// port for a plain full GET, its main port otherwise (ranges, conditionals, no read port).
+    /// </summary>
+    public string DirectUrl(ReadPlan plan, ReplicaLocation replica, bool plainGet = false) =>
+        (plainGet ? replica.ReadUrl ?? replica.Url : replica.Url) + "/" + KeyCodec.UrlPath(plan.Key) + Presign(plan.Key);
 
     /// <summary>
     /// Streams the object (or a range) from the first replica that serves it into sink. Full bodies are
@@ -47,7 +51,8 @@ public sealed partial class ObjectStore
         }
         foreach (var c in plan.Candidates)
         {
-            if (await TryReadAsync(c.Url, plan.Key, plan.Meta, range, sink, ct))
+            // A full read goes to the replica's sendfile read port (the volume's cheapest path); ranges to its main port.
+            if (await TryReadAsync(range is null ? c.ReadUrl ?? c.Url : c.Url, plan.Key, plan.Meta, range, sink, ct))
             {
                 return null;
             }
@@ -103,19 +108,31 @@ public sealed partial class ObjectStore
     /// <summary>One replica: true when it served (or the client saw a cut), false to try the next replica.</summary>
     private async Task<bool> TryReadAsync(string url, byte[] key, ObjectMeta meta, ByteRange? range, IObjectSink sink, CancellationToken ct)
     {
-        using var req = new HttpRequestMessage(HttpMethod.Get, NodeHttp.ObjectUri(url, key));
-        if (range is { } r)
-        {
-            req.Headers.TryAddWithoutValidation("Range", r.Header);
-        }
+        var target = NodeHttp.ObjectUri(url, key);
         HttpResponseMessage resp;
-        try
+        while (true)
         {
-            resp = await volumes.Http.SendAsync(req, HttpCompletionOption.ResponseHeadersRead, ct);
-        }
-        catch (HttpRequestException)
-        {
-            return false;
+            using var req = new HttpRequestMessage(HttpMethod.Get, target);
+            if (range is { } r)
+            {
+                req.Headers.TryAddWithoutValidation("Range", r.Header);
+            }
+            try
+            {
+                resp = await volumes.Http.SendAsync(req, HttpCompletionOption.ResponseHeadersRead, ct);
+            }
+            catch (HttpRequestException)
+            {
+                return false;
+            }
+            // The read port hands what it does not serve itself (a blob not in memory, say) to the volume's main
+            // port with a 307: follow it once.
+            if (resp.StatusCode != System.Net.HttpStatusCode.TemporaryRedirect || resp.Headers.Location is not { IsAbsoluteUri: true } next || target.Port == next.Port)
+            {
+                break;
+            }
+            resp.Dispose();
+            target = next;
         }
         using (resp)
         {

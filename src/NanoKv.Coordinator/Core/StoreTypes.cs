@@ -127,7 +127,8 @@ public sealed record PutRequest(byte[] Key, Stream Body, long? Length)
 public sealed record ReadPlan(byte[] Key, ObjectMeta Meta, IReadOnlyList<ReplicaLocation> Candidates);
 
 /// <summary>A replica of an object on a volume.</summary>
-public sealed record ReplicaLocation(string NodeId, string Url);
+/// <summary>A replica's node and URL; ReadUrl is its sendfile read port for plain full GETs (null: none).</summary>
+public sealed record ReplicaLocation(string NodeId, string Url, string? ReadUrl = null);
 
 /// <summary>A byte range to read, as the HTTP Range header value a volume understands ("bytes=a-b", "bytes=-n").</summary>
 public readonly record struct ByteRange(string Header)

@@ -210,7 +210,7 @@ public class ServerFaultTests
         using var resp = await c.NoRedirect.GetAsync($"{c.Url}/{key}");
         Assert.Equal(HttpStatusCode.Found, resp.StatusCode);
         var location = resp.Headers.Location!.ToString();
-        return c.Volumes.FindIndex(v => v is not null && location.StartsWith(v.Url + "/", StringComparison.Ordinal));
+        return c.Volumes.FindIndex(v => v is not null && location.StartsWith((v.ReadUrl ?? v.Url) + "/", StringComparison.Ordinal));
     }
 
     private static Task<Report> RunOpsAsync(TestCluster c, string command, bool deep = false) => OpsCli.RunLiveAsync(

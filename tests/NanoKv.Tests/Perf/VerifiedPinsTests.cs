@@ -162,7 +162,7 @@ public class VerifiedPinsTests
         using (var resp = await c.NoRedirect.GetAsync($"{c.Url}/pinned"))
         {
             var location = resp.Headers.Location!.ToString();
-            first = c.Volumes.FindIndex(v => v is not null && location.StartsWith(v.Url + "/", StringComparison.Ordinal));
+            first = c.Volumes.FindIndex(v => v is not null && location.StartsWith((v.ReadUrl ?? v.Url) + "/", StringComparison.Ordinal));
         }
         var volume = c.Volume(first);
         var path = volume.Store.BlobPath(Encoding.UTF8.GetBytes("pinned"));

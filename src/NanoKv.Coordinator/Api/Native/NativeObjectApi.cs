@@ -72,7 +72,8 @@ public sealed class NativeObjectApi(ObjectStore store)
         var proxy = store.Settings.ProxyGet || ctx.Request.Query["proxy"] is var q && (q == "1" || q == "true") || key is [(byte)'.'] or [(byte)'.', (byte)'.'];
         if (!proxy)
         {
-            return Results.Redirect(store.DirectUrl(plan, plan.Candidates[0]));
+            var plainGet = ctx.Request.Headers.Range.Count == 0 && !ctx.Request.Headers.Keys.Any(h => h.StartsWith("If-", StringComparison.OrdinalIgnoreCase));
+            return Results.Redirect(store.DirectUrl(plan, plan.Candidates[0], plainGet));
         }
         var failed = await store.ReadAsync(plan, ctx.Request.Headers.Range.Count > 0 ? new ByteRange(ctx.Request.Headers.Range.ToString()) : null, new ResponseSink(ctx), ctx.RequestAborted);
         return failed is null || ctx.Response.HasStarted ? Results.Empty : ToResult(failed);

@@ -1,0 +1,177 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text;
+using NanoKv.Core;
+using NanoKv.Core.Hashing;
+using NanoKv.Tests.Infrastructure;
+using NanoKv.Volume;
+
+namespace NanoKv.Tests.Perf;
+
+/// <summary>
+/// The volume's sendfile read port: coordinator redirects of plain GETs point at it; it sends verified bytes
+/// (hashed from the locked mapping on a first read, from the verified pin after) and sends everything else to
+/// the main port with a 307, so ranges, conditionals, errors and auth keep one implementation.
+/// </summary>
+public class ReadPortTests
+{
+    private const int MiB = 1024 * 1024;
+
+    [Fact]
+    public async Task RedirectedGetsAreServedByTheReadPortVerifiedThenPinned()
+    {
+        await using var c = await TestCluster.StartAsync(volumes: 3, replicas: 3);
+        var data = RandomNumberGenerator.GetBytes((3 * MiB) + 11); // several chunks and a short last one
+        (await c.Client.PutAsync($"{c.Url}/big", new ByteArrayContent(data))).EnsureSuccessStatusCode();
+        var volume = await FirstChoiceAsync(c, "big");
+        Assert.NotNull(volume.ReadUrl);
+
+        using (var resp = await c.Client.GetAsync($"{c.Url}/big"))
+        {
+            Assert.Equal(HttpStatusCode.OK, resp.StatusCode);
+            Assert.StartsWith(volume.ReadUrl + "/", resp.RequestMessage!.RequestUri!.ToString(), StringComparison.Ordinal);
+            Assert.Equal(data, await resp.Content.ReadAsByteArrayAsync());
+            Assert.Equal($"\"{ContentHasher.Hash(data)}\"", resp.Headers.ETag?.Tag);
+            Assert.Equal("blake3", resp.Headers.GetValues(VolumeServer.VerifiedHeader).Single());
+            Assert.True(resp.Headers.Contains("X-NanoKv-Version"));
+        }
+        Assert.Equal(1, volume.Metrics.SendfileReads.WithLabels("verified").Value); // hashed, then pinned
+        Assert.Equal(data, await c.Client.GetByteArrayAsync($"{c.Url}/big"));
+        Assert.Equal(1, volume.Metrics.SendfileReads.WithLabels("pinned").Value); // sent from the verified pin
+        Assert.Equal(0, volume.Metrics.SendfileReads.WithLabels("redirected").Value);
+    }
+
+    [Fact]
+    public async Task EverythingButAPlainGetIsAnsweredByTheMainPort()
+    {
+        await using var c = await TestCluster.StartAsync(volumes: 1, replicas: 1);
+        var data = RandomNumberGenerator.GetBytes(MiB);
+        (await c.Client.PutAsync($"{c.Url}/obj", new ByteArrayContent(data))).EnsureSuccessStatusCode();
+        var volume = c.Volume(0);
+        var direct = $"{volume.ReadUrl}/obj";
+
+        using (var range = new HttpRequestMessage(HttpMethod.Get, direct))
+        {
+            range.Headers.Range = new RangeHeaderValue(100, 199);
+            using var resp = await c.NoRedirect.SendAsync(range);
+            Assert.Equal(HttpStatusCode.TemporaryRedirect, resp.StatusCode);
+            Assert.Equal($"{volume.Url}/obj", resp.Headers.Location!.ToString());
+        }
+        using (var range = new HttpRequestMessage(HttpMethod.Get, direct))
+        {
+            range.Headers.Range = new RangeHeaderValue(100, 199);
+            using var resp = await c.Client.SendAsync(range);
+            Assert.Equal(HttpStatusCode.PartialContent, resp.StatusCode);
+            Assert.Equal(data[100..200], await resp.Content.ReadAsByteArrayAsync());
+        }
+        using (var head = await c.Client.SendAsync(new HttpRequestMessage(HttpMethod.Head, direct)))
+        {
+            Assert.Equal(HttpStatusCode.OK, head.StatusCode);
+            Assert.Equal(data.Length, head.Content.Headers.ContentLength);
+        }
+        using (var missing = await c.Client.GetAsync($"{volume.ReadUrl}/nope"))
+        {
+            Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+            await DataPathTests.AssertJsonError(missing, ApiError.Codes.NotFound);
+        }
+        using (var post = await c.NoRedirect.PostAsync(direct, new ByteArrayContent([1, 2, 3])))
+        {
+            Assert.Equal(HttpStatusCode.TemporaryRedirect, post.StatusCode); // a body is never read here
+        }
+        Assert.Equal(5, volume.Metrics.SendfileReads.WithLabels("redirected").Value);
+        Assert.Equal(0, volume.Metrics.SendfileReads.WithLabels("verified").Value);
+    }
+
+    [Fact]
+    public async Task KeepAlivePipeliningAndBadRequestsOverARawConnection()
+    {
+        await using var c = await TestCluster.StartAsync(volumes: 1, replicas: 1);
+        var data = RandomNumberGenerator.GetBytes(200_000);
+        (await c.Client.PutAsync($"{c.Url}/raw", new ByteArrayContent(data))).EnsureSuccessStatusCode();
+        var port = new Uri(c.Volume(0).ReadUrl!).Port;
+
+        // Two requests in one write: both answered, in order, on the same connection.
+        var twice = await ExchangeAsync(port, "GET /raw HTTP/1.1\r\nHost: x\r\n\r\nGET /raw HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        var first = twice.IndexOf("\r\n\r\n", StringComparison.Ordinal);
+        Assert.StartsWith("HTTP/1.1 200 OK", twice, StringComparison.Ordinal);
+        Assert.Contains($"Content-Length: {data.Length}", twice[..first], StringComparison.Ordinal);
+        var second = twice.IndexOf("HTTP/1.1 200 OK", first + 4 + data.Length, StringComparison.Ordinal);
+        Assert.Equal(first + 4 + data.Length, second);
+        Assert.Contains("Connection: close", twice[second..], StringComparison.Ordinal);
+        Assert.Equal(data, Encoding.Latin1.GetBytes(twice[(twice.IndexOf("\r\n\r\n", second, StringComparison.Ordinal) + 4)..]));
+
+        Assert.StartsWith("HTTP/1.1 400 ", await ExchangeAsync(port, "NOT A REQUEST\r\n\r\n"), StringComparison.Ordinal);
+        Assert.StartsWith("HTTP/1.1 400 ", await ExchangeAsync(port, "GET /raw HTTP/1.1\r\nno colon here\r\n\r\n"), StringComparison.Ordinal);
+        Assert.StartsWith("HTTP/1.1 431 ", await ExchangeAsync(port, "GET /raw HTTP/1.1\r\nX-Big: " + new string('a', 20_000) + "\r\n\r\n"), StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// A copy corrupted before anyone read it: the read port hashes it on its first read, holds the last chunk,
+    /// cuts the transfer, quarantines the copy and reports it, so the next read is served by a good replica.
+    /// </summary>
+    [Fact]
+    public async Task AFirstReadOfACorruptCopyIsCutAndTheCopyQuarantined()
+    {
+        await using var c = await TestCluster.StartAsync(volumes: 0, replicas: 3);
+        for (var i = 0; i < 3; i++)
+        {
+            await c.AddVolumeAsync(); // joined volumes report a corrupt copy to the coordinator
+        }
+        var data = RandomNumberGenerator.GetBytes((2 * MiB) + 5);
+        (await c.Client.PutAsync($"{c.Url}/bad", new ByteArrayContent(data))).EnsureSuccessStatusCode();
+        var volume = await FirstChoiceAsync(c, "bad");
+        var path = volume.Store.BlobPath(Encoding.UTF8.GetBytes("bad"));
+        Ops.OpsTests.FlipByte(path);
+
+        using (var resp = await c.Client.GetAsync($"{c.Url}/bad", HttpCompletionOption.ResponseHeadersRead))
+        {
+            Assert.StartsWith(volume.ReadUrl + "/", resp.RequestMessage!.RequestUri!.ToString(), StringComparison.Ordinal);
+            var err = await Record.ExceptionAsync(() => resp.Content.ReadAsByteArrayAsync());
+            Assert.True(err is HttpRequestException or IOException, $"expected a cut transfer, got {err?.ToString() ?? "the whole body"}");
+        }
+        Assert.Equal(1, volume.Metrics.VerifiedReadFailures.Value); // the check fired on this volume
+        Assert.False(File.Exists(path), "the corrupt copy was not quarantined");
+        Assert.Equal(data, await c.Client.GetByteArrayAsync($"{c.Url}/bad"));
+    }
+
+    [Fact]
+    public async Task AVolumeWithoutAReadPortIsReadOnItsMainPort()
+    {
+        var dir = TempDir.Create("noreadport");
+        await using var v = VolumeServer.Create(new VolumeOptions { DataDir = dir, Port = 0, ReadPort = -1, LogLevel = Microsoft.Extensions.Logging.LogLevel.Warning });
+        await v.StartAsync();
+        Assert.Null(v.ReadUrl);
+        using var http = new HttpClient();
+        var health = await http.GetFromJsonAsync<VolumeHealth>($"{v.Url}/healthz");
+        Assert.Null(health!.ReadUrl);
+    }
+
+    /// <summary>The volume a plain-GET redirect for key points at (by its read port).</summary>
+    internal static async Task<VolumeServer> FirstChoiceAsync(TestCluster c, string key)
+    {
+        await TestCluster.WaitUntilAsync(
+            () => c.Volumes.All(v => v is null || c.Coordinator.Nodes.ReadUrlOf(v.NodeId) == v.ReadUrl),
+            TimeSpan.FromSeconds(30),
+            "the coordinator learned every read port");
+        using var resp = await c.NoRedirect.GetAsync($"{c.Url}/{key}");
+        Assert.Equal(HttpStatusCode.Found, resp.StatusCode);
+        var location = resp.Headers.Location!.ToString();
+        return c.Volumes.Single(v => v is not null && location.StartsWith((v.ReadUrl ?? v.Url) + "/", StringComparison.Ordinal))!;
+    }
+
+    /// <summary>Writes raw bytes to the read port and reads until the server closes the connection.</summary>
+    private static async Task<string> ExchangeAsync(int port, string request)
+    {
+        using var client = new TcpClient();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await client.ConnectAsync(IPAddress.Loopback, port, cts.Token);
+        var stream = client.GetStream();
+        await stream.WriteAsync(Encoding.Latin1.GetBytes(request), cts.Token);
+        using var got = new MemoryStream();
+        await stream.CopyToAsync(got, cts.Token);
+        return Encoding.Latin1.GetString(got.ToArray());
+    }
+}
