@@ -29,6 +29,9 @@ public sealed class SendfileServer : IAsyncDisposable
     /// <summary>Bytes hashed and sent per step on a first (verifying) read; the last one is held until the hash matches.</summary>
     public const int Chunk = 1024 * 1024;
 
+    /// <summary>Open connections at most; more are closed at once (clients then use the main port's redirects again).</summary>
+    public const int MaxConnections = 4096;
+
     private static readonly TimeSpan IdleTimeout = TimeSpan.FromMinutes(2);
     private static readonly TimeSpan HeaderTimeout = TimeSpan.FromSeconds(30);
     private static readonly TimeSpan SendTimeout = TimeSpan.FromMinutes(1);
@@ -96,6 +99,11 @@ public sealed class SendfileServer : IAsyncDisposable
                 {
                     return;
                 }
+                continue;
+            }
+            if (_connections.Count >= MaxConnections)
+            {
+                s.Dispose();
                 continue;
             }
             s.NoDelay = true;

@@ -119,6 +119,7 @@ public sealed class VolumeServer : IAsyncDisposable
         {
             _readPort = SendfileServer.Start(this, ServerHost.ParseHost(Options.Host), Options.ReadPort, _app.Logger);
             ReadUrl = new UriBuilder(Url) { Port = _readPort.Port }.Uri.ToString().TrimEnd('/');
+            _app.Logger.LogInformation("sendfile read port for full GETs at {ReadUrl}", ReadUrl);
         }
         _app.Logger.LogInformation("volume {NodeId} serving {Dir} at {Url}, BLAKE3 {Hash}{Why}", NodeId, Store.Root, Url, ContentHasher.Backend, ContentHasher.NativeUnavailableReason is { } why ? $" ({why})" : "");
         if (Options.CoordinatorUrl is not null)
