@@ -218,6 +218,11 @@ public sealed class SendfileServer : IAsyncDisposable
             }
         }
         var path = volume.Store.BlobPath(key);
+        var etag = BlobStore.StoredEtag(path);
+        if (etag is null)
+        {
+            return await SendRedirectAsync(s, req, close: false); // missing, or a blob without a recorded hash
+        }
         var verified = true;
         var lease = volume.Pins.TryAcquire(path);
         if (lease is null)
@@ -225,40 +230,44 @@ public sealed class SendfileServer : IAsyncDisposable
             verified = false;
             lease = volume.Pins.TryPin(path);
         }
-        var etag = lease is null ? null : BlobStore.StoredEtag(path);
-        if (lease is null || etag is null)
+        ReadOutcome outcome;
+        string kind;
+        long sent;
+        if (lease is null)
         {
-            lease?.Dispose();
-            return await SendRedirectAsync(s, req, close: false);
-        }
-        using (lease)
-        {
-            var header = OkHeader(lease.Length, etag, lease.Pin.Stamp.MtimeNs / 1000, req.KeepAlive);
-            var outcome = await SendBlobAsync(s, sender, lease, header, verified ? null : etag);
-            switch (outcome)
+            // Not pinnable whole (not all cached, over the budget, pins off): locked 1 MiB windows instead.
+            var windowed = await WindowedSend.SendAsync(s, sender, path, etag, (length, version) => OkHeader(length, etag, version, req.KeepAlive), SendTimeout);
+            if (windowed is null)
             {
-                case Outcome.Sent:
-                    if (!verified)
-                    {
-                        volume.Pins.Commit(lease);
-                    }
-                    volume.Metrics.SendfileReads.WithLabels(verified ? "pinned" : "verified").Inc();
-                    volume.Metrics.BytesOut.WithLabels("sendfile").Inc(lease.Length);
-                    return true;
-                case Outcome.Corrupt:
-                    await volume.OnCorruptReadAsync(key, $"received data hashes differently from the stored BLAKE3 {etag}");
-                    return false;
-                default:
-                    return false; // changed on disk mid-read: the client sees a cut transfer, the next read re-pins
+                return await SendRedirectAsync(s, req, close: false);
+            }
+            (outcome, kind, sent) = (windowed.Value, "streamed", new FileInfo(path).Length);
+        }
+        else
+        {
+            using (lease)
+            {
+                var header = OkHeader(lease.Length, etag, lease.Pin.Stamp.MtimeNs / 1000, req.KeepAlive);
+                outcome = await SendBlobAsync(s, sender, lease, header, verified ? null : etag);
+                if (outcome == ReadOutcome.Sent && !verified)
+                {
+                    volume.Pins.Commit(lease);
+                }
+                (kind, sent) = (verified ? "pinned" : "verified", lease.Length);
             }
         }
-    }
-
-    private enum Outcome
-    {
-        Sent,
-        Corrupt,
-        Changed,
+        switch (outcome)
+        {
+            case ReadOutcome.Sent:
+                volume.Metrics.SendfileReads.WithLabels(kind).Inc();
+                volume.Metrics.BytesOut.WithLabels("sendfile").Inc(sent);
+                return true;
+            case ReadOutcome.Corrupt:
+                await volume.OnCorruptReadAsync(key, $"received data hashes differently from the stored BLAKE3 {etag}");
+                return false;
+            default:
+                return false; // changed on disk mid-read: the client sees a cut transfer, the next read re-pins
+        }
     }
 
     /// <summary>
@@ -266,7 +275,7 @@ public sealed class SendfileServer : IAsyncDisposable
     /// goes out (the next chunk is hashed while the previous one is sent) and send the last chunk only if the
     /// hash matches. Without it the pin was verified before; only the last chunk is held, for the unchanged check.
     /// </summary>
-    private static async Task<Outcome> SendBlobAsync(Socket s, PacketSender sender, VerifiedPins.Lease lease, byte[] header, string? expectedEtag)
+    private static async Task<ReadOutcome> SendBlobAsync(Socket s, PacketSender sender, VerifiedPins.Lease lease, byte[] header, string? expectedEtag)
     {
         var length = lease.Length;
         var tail = (int)Math.Min(length, Chunk);
@@ -291,8 +300,8 @@ public sealed class SendfileServer : IAsyncDisposable
                     if (last && !string.Equals(hasher.FinalizeHex(), expectedEtag, StringComparison.OrdinalIgnoreCase))
                     {
                         // Let what was sent drain, so the transfer is cut only after the copy is quarantined.
-                        await DrainAsync(inFlight);
-                        return Outcome.Corrupt;
+                        await PacketSender.DrainAsync(inFlight);
+                        return ReadOutcome.Corrupt;
                     }
                 }
                 if (inFlight is not null)
@@ -301,7 +310,7 @@ public sealed class SendfileServer : IAsyncDisposable
                 }
                 if (last && !VerifiedPins.Unchanged(lease))
                 {
-                    return Outcome.Changed;
+                    return ReadOutcome.Changed;
                 }
                 var parts = new List<SendPacketsElement>(3);
                 if (offset == 0)
@@ -322,29 +331,15 @@ public sealed class SendfileServer : IAsyncDisposable
             {
                 await inFlight;
             }
-            return Outcome.Sent;
+            return ReadOutcome.Sent;
         }
         finally
         {
             if (inFlight is { IsCompleted: false })
             {
                 s.Dispose(); // cut the transfer; the send then completes with an error
-                await DrainAsync(inFlight);
+                await PacketSender.DrainAsync(inFlight);
             }
-        }
-    }
-
-    private static async Task DrainAsync(Task? send)
-    {
-        try
-        {
-            if (send is not null)
-            {
-                await send;
-            }
-        }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or OperationCanceledException)
-        {
         }
     }
 
@@ -423,42 +418,6 @@ public sealed class SendfileServer : IAsyncDisposable
                 }
             }
             return new Request(line[0], line[1], keepAlive, conditional, body, secret);
-        }
-    }
-
-    /// <summary>Awaitable SendPacketsAsync (file elements go out with sendfile on Linux) with a deadline.</summary>
-    private sealed class PacketSender() : SocketAsyncEventArgs(unsafeSuppressExecutionContextFlow: true)
-    {
-        private TaskCompletionSource? _done;
-
-        public async Task SendAsync(Socket s, SendPacketsElement[] parts, TimeSpan timeout)
-        {
-            var done = _done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            SendPacketsElements = parts;
-            if (!s.SendPacketsAsync(this))
-            {
-                Finish();
-            }
-            // A client that stops reading must not hold the connection (and its pin) forever.
-            using var deadline = new CancellationTokenSource(timeout);
-            using (deadline.Token.Register(s.Dispose))
-            {
-                await done.Task;
-            }
-        }
-
-        protected override void OnCompleted(SocketAsyncEventArgs e) => Finish();
-
-        private void Finish()
-        {
-            if (SocketError == SocketError.Success)
-            {
-                _done!.TrySetResult();
-            }
-            else
-            {
-                _done!.TrySetException(new SocketException((int)SocketError));
-            }
         }
     }
 }

@@ -346,10 +346,17 @@ public sealed unsafe partial class VerifiedPins : IDisposable
         }
     }
 
-    private static partial class Native
+    internal static partial class Native
     {
         public const int ProtRead = 1;
         public const int MapShared = 1;
+        public const int MadvWillNeed = 3;
+
+        [LibraryImport("libc", SetLastError = true)]
+        public static partial int munlock(nint addr, nuint length);
+
+        [LibraryImport("libc", SetLastError = true)]
+        public static partial int madvise(nint addr, nuint length, int advice);
 
         [LibraryImport("libc", SetLastError = true)]
         public static partial nint mmap(nint addr, nuint length, int prot, int flags, int fd, long offset);

@@ -38,9 +38,9 @@ public class ReadPortTests
             Assert.Equal("blake3", resp.Headers.GetValues(VolumeServer.VerifiedHeader).Single());
             Assert.True(resp.Headers.Contains("X-NanoKv-Version"));
         }
-        Assert.Equal(1, volume.Metrics.SendfileReads.WithLabels("verified").Value); // hashed, then pinned
+        await CountedAsync(volume, "verified", 1); // hashed, then pinned
         Assert.Equal(data, await c.Client.GetByteArrayAsync($"{c.Url}/big"));
-        Assert.Equal(1, volume.Metrics.SendfileReads.WithLabels("pinned").Value); // sent from the verified pin
+        await CountedAsync(volume, "pinned", 1); // sent from the verified pin
         Assert.Equal(0, volume.Metrics.SendfileReads.WithLabels("redirected").Value);
     }
 
@@ -147,6 +147,49 @@ public class ReadPortTests
         using var http = new HttpClient();
         var health = await http.GetFromJsonAsync<VolumeHealth>($"{v.Url}/healthz");
         Assert.Null(health!.ReadUrl);
+    }
+
+    /// <summary>
+    /// With pins off (or a blob not wholly cached, or over the budget) the read port still verifies: it walks the
+    /// blob in locked 1 MiB windows, and a corrupt copy is cut before its last window and quarantined.
+    /// </summary>
+    [Fact]
+    public async Task BlobsThatCannotBePinnedAreStreamedInLockedWindowsAndStillVerified()
+    {
+        var dir = TempDir.Create("windowed");
+        await using var v = VolumeServer.Create(new VolumeOptions { DataDir = dir, Port = 0, PinBytes = 0, LogLevel = Microsoft.Extensions.Logging.LogLevel.Warning });
+        await v.StartAsync();
+        var data = RandomNumberGenerator.GetBytes((3 * MiB) + 7);
+        await StoreAsync(v, "win", data);
+        using var http = new HttpClient();
+        Assert.Equal(data, await http.GetByteArrayAsync($"{v.ReadUrl}/win"));
+        Assert.Equal(data, await http.GetByteArrayAsync($"{v.ReadUrl}/win"));
+        await CountedAsync(v, "streamed", 2); // hashed both times: nothing pinned
+        Assert.Equal(0, v.Metrics.SendfileReads.WithLabels("pinned").Value + v.Metrics.SendfileReads.WithLabels("redirected").Value);
+
+        var path = v.Store.BlobPath(Encoding.UTF8.GetBytes("win"));
+        Ops.OpsTests.FlipByte(path);
+        using (var resp = await http.GetAsync($"{v.ReadUrl}/win", HttpCompletionOption.ResponseHeadersRead))
+        {
+            var err = await Record.ExceptionAsync(() => resp.Content.ReadAsByteArrayAsync());
+            Assert.True(err is HttpRequestException or IOException, $"expected a cut transfer, got {err?.ToString() ?? "the whole body"}");
+        }
+        Assert.Equal(1, v.Metrics.VerifiedReadFailures.Value);
+        Assert.False(File.Exists(path), "the corrupt copy was not quarantined");
+    }
+
+    /// <summary>Awaits a read-port outcome count: the server counts a read once its last byte left, which the client may see first.</summary>
+    private static Task CountedAsync(VolumeServer v, string outcome, double count) => TestCluster.WaitUntilAsync(
+        () => v.Metrics.SendfileReads.WithLabels(outcome).Value == count, TimeSpan.FromSeconds(10), $"{count} {outcome} reads counted");
+
+    /// <summary>Stores a blob on a volume through its upload steps (no coordinator).</summary>
+    private static async Task StoreAsync(VolumeServer v, string key, byte[] data)
+    {
+        var id = Guid.NewGuid().ToString("N");
+        var k = Encoding.UTF8.GetBytes(key);
+        v.Store.Prepare(k, id, data.Length);
+        await v.Store.ReceiveAsync(id, System.IO.Pipelines.PipeReader.Create(new MemoryStream(data)), null, CancellationToken.None);
+        v.Store.Commit(id, k, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1000);
     }
 
     /// <summary>The volume a plain-GET redirect for key points at (by its read port).</summary>
