@@ -381,7 +381,9 @@ public sealed class SendfileServer : IAsyncDisposable
             var text = Encoding.Latin1.GetString(head);
             var lines = text.Split("\r\n");
             var line = lines[0].Split(' ');
-            if (line.Length != 3 || line[1].Length == 0 || line[1][0] != '/' || !line[2].StartsWith("HTTP/1.", StringComparison.Ordinal))
+            // The target is echoed in a 307's Location: visible ASCII only (no CR/LF/controls to split headers with).
+            if (line.Length != 3 || line[1].Length == 0 || line[1][0] != '/' || !line[2].StartsWith("HTTP/1.", StringComparison.Ordinal)
+                || line[0].Length == 0 || !line[0].All(char.IsAsciiLetterUpper) || !line[1].All(c => c is > ' ' and < '\x7f'))
             {
                 return null;
             }

@@ -105,6 +105,8 @@ public class ReadPortTests
 
         Assert.StartsWith("HTTP/1.1 400 ", await ExchangeAsync(port, "NOT A REQUEST\r\n\r\n"), StringComparison.Ordinal);
         Assert.StartsWith("HTTP/1.1 400 ", await ExchangeAsync(port, "GET /raw HTTP/1.1\r\nno colon here\r\n\r\n"), StringComparison.Ordinal);
+        // A bare LF in the target would split the Location header of a 307: refused.
+        Assert.StartsWith("HTTP/1.1 400 ", await ExchangeAsync(port, "GET /raw\nSet-Cookie:x HTTP/1.1\r\nRange: bytes=0-1\r\n\r\n"), StringComparison.Ordinal);
         Assert.StartsWith("HTTP/1.1 431 ", await ExchangeAsync(port, "GET /raw HTTP/1.1\r\nX-Big: " + new string('a', 20_000) + "\r\n\r\n"), StringComparison.Ordinal);
     }
 
