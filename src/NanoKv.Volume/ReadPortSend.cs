@@ -8,6 +8,8 @@ namespace NanoKv.Volume;
 /// <summary>How a read-port send ended.</summary>
 internal enum ReadOutcome
 {
+    /// <summary>Nothing was sent: another path may still answer.</summary>
+    NotStarted,
     Sent,
     Corrupt,
     Changed,
@@ -65,76 +67,80 @@ internal sealed class PacketSender() : SocketAsyncEventArgs(unsafeSuppressExecut
 }
 
 /// <summary>
-/// A verified sendfile of a blob that cannot be pinned whole (not all in the page cache, larger than the pin
-/// budget, or pins off): the file is mapped and walked in 1 MiB windows; each window is locked (so its pages
-/// can be neither evicted nor re-read from disk), hashed, sent from those very pages and unlocked once its
-/// send completed, with the next windows read ahead meanwhile. The last window leaves only when the whole
-/// hash matched and the inode is untouched. At most two windows are locked per read.
+/// The read port's one send loop: header + a blob whose bytes are mapped at an address, sent with sendfile from
+/// the same file. With an expected BLAKE3 each chunk is hashed from the mapping before it goes out and the last
+/// chunk only leaves when the whole hash matched; without one (a pin verified earlier) the blob goes in two
+/// sends, the last chunk held for the final unchanged check. The next chunk is hashed while the previous one is
+/// being sent. lockWindows: the mapping is not locked as a whole, so each 1 MiB window is locked (neither evicted
+/// nor re-read from disk) while it is hashed and sent, unlocked once its send completed, and the next windows
+/// are read ahead; at most two windows are locked per read.
 /// </summary>
-internal static class WindowedSend
+internal static class MappedSend
 {
-    /// <summary>Sends the blob at path; null when it could not start (nothing sent: answer some other way).</summary>
-    public static async Task<ReadOutcome?> SendAsync(Socket s, PacketSender sender, string path, string etag, Func<long, long, byte[]> header, TimeSpan timeout)
+    public static async Task<ReadOutcome> SendAsync(
+        Socket s, PacketSender sender, FileStream file, nint addr, long length, Func<bool> unchanged, byte[] header, string? expectedEtag, bool lockWindows, TimeSpan timeout)
     {
-        SafeFileHandle handle;
-        try
-        {
-            handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, FileOptions.Asynchronous);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            return null;
-        }
-        using var file = new FileStream(handle, FileAccess.Read, 0, isAsync: true);
-        if (!Stamp.OfHandle(handle, out var stamp) || stamp.Size <= 0)
-        {
-            return null;
-        }
-        var length = stamp.Size;
-        var addr = Native.mmap(0, (nuint)length, Native.ProtRead, Native.MapShared, (int)handle.DangerousGetHandle(), 0);
-        if (addr == -1)
-        {
-            return null;
-        }
+        var chunk = SendfileServer.Chunk;
+        var tail = Math.Min(length, chunk);
+        using var hasher = expectedEtag is null ? null : ContentHasher.New();
         Task? inFlight = null;
+        var (lockedAt, lockedLength) = (0L, 0L);
         try
         {
-            using var hasher = ContentHasher.New();
-            var (lockedAt, lockedLength) = (0L, 0L);
             for (long offset = 0; offset < length;)
             {
-                var count = Math.Min(SendfileServer.Chunk, length - offset);
+                var count = hasher is null && !lockWindows
+                    ? (length - offset > tail ? length - offset - tail : tail)
+                    : Math.Min(chunk, length - offset);
                 var last = offset + count == length;
-                if (!last)
+                if (lockWindows)
                 {
-                    _ = Native.madvise(addr + (nint)(offset + count), (nuint)Math.Min(2L * SendfileServer.Chunk, length - offset - count), Native.MadvWillNeed);
+                    if (!last)
+                    {
+                        _ = Native.madvise(addr + (nint)(offset + count), (nuint)Math.Min(2L * chunk, length - offset - count), Native.MadvWillNeed);
+                    }
+                    if (Native.mlock(addr + (nint)offset, (nuint)count) != 0)
+                    {
+                        // Locked-memory limit (no CAP_IPC_LOCK): before the first byte another path can answer.
+                        return offset == 0 ? ReadOutcome.NotStarted : ReadOutcome.Changed;
+                    }
                 }
-                if (Native.mlock(addr + (nint)offset, (nuint)count) != 0)
+                if (hasher is not null)
                 {
-                    // Locked-memory limit (no CAP_IPC_LOCK): before the first byte another path can answer.
-                    return offset == 0 ? null : ReadOutcome.Changed;
-                }
-                Hash(hasher, addr + (nint)offset, (int)count);
-                if (last && !string.Equals(hasher.FinalizeHex(), etag, StringComparison.OrdinalIgnoreCase))
-                {
-                    await PacketSender.DrainAsync(inFlight); // cut only after the copy is quarantined
-                    inFlight = null;
-                    return ReadOutcome.Corrupt;
+                    Hash(hasher, addr + (nint)offset, (int)count);
+                    if (last && !string.Equals(hasher.FinalizeHex(), expectedEtag, StringComparison.OrdinalIgnoreCase))
+                    {
+                        await PacketSender.DrainAsync(inFlight); // cut only after the copy is quarantined
+                        inFlight = null;
+                        return ReadOutcome.Corrupt;
+                    }
                 }
                 if (inFlight is not null)
                 {
                     await inFlight;
-                    _ = Native.munlock(addr + (nint)lockedAt, (nuint)lockedLength);
+                    if (lockWindows)
+                    {
+                        _ = Native.munlock(addr + (nint)lockedAt, (nuint)lockedLength);
+                    }
                 }
-                if (last && !(Stamp.OfHandle(handle, out var now) && now == stamp))
+                if (last && !unchanged())
                 {
                     inFlight = null;
                     return ReadOutcome.Changed;
                 }
-                SendPacketsElement[] parts = offset == 0
-                    ? [new SendPacketsElement(header(length, stamp.MtimeNs / 1000)), new SendPacketsElement(file, offset, (int)count, true)]
-                    : [new SendPacketsElement(file, offset, (int)count, true)];
-                inFlight = sender.SendAsync(s, parts, timeout);
+                var parts = new List<SendPacketsElement>(3);
+                if (offset == 0)
+                {
+                    parts.Add(new SendPacketsElement(header));
+                }
+                // Large spans go in int-sized pieces (an element's count is an int).
+                for (var done = 0L; done < count;)
+                {
+                    var piece = (int)Math.Min(count - done, 1 << 30);
+                    parts.Add(new SendPacketsElement(file, offset + done, piece, true));
+                    done += piece;
+                }
+                inFlight = sender.SendAsync(s, [.. parts], timeout);
                 (lockedAt, lockedLength) = (offset, count);
                 offset += count;
             }
@@ -149,9 +155,49 @@ internal static class WindowedSend
                 s.Dispose(); // cut the transfer; the send then completes with an error
             }
             await PacketSender.DrainAsync(inFlight);
-            _ = Native.munmap(addr, (nuint)length); // also unlocks what is still locked
         }
     }
 
     private static unsafe void Hash(ContentHasher hasher, nint at, int count) => hasher.Update(new ReadOnlySpan<byte>((void*)at, count));
+}
+
+/// <summary>
+/// A verified sendfile of a blob that cannot be pinned whole (not all in the page cache, larger than the pin
+/// budget, or pins off): the file is mapped (not locked) and sent by <see cref="MappedSend"/> in locked windows.
+/// </summary>
+internal static class WindowedSend
+{
+    /// <summary>Sends the blob at path; NotStarted when it could not start (nothing sent: answer some other way).</summary>
+    public static async Task<(ReadOutcome Outcome, long Length)> SendAsync(Socket s, PacketSender sender, string path, string etag, Func<long, long, byte[]> header, TimeSpan timeout)
+    {
+        SafeFileHandle handle;
+        try
+        {
+            handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, FileOptions.Asynchronous);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return (ReadOutcome.NotStarted, 0);
+        }
+        using var file = new FileStream(handle, FileAccess.Read, 0, isAsync: true);
+        if (!Stamp.OfHandle(handle, out var stamp) || stamp.Size <= 0)
+        {
+            return (ReadOutcome.NotStarted, 0);
+        }
+        var addr = Native.mmap(0, (nuint)stamp.Size, Native.ProtRead, Native.MapShared, (int)handle.DangerousGetHandle(), 0);
+        if (addr == -1)
+        {
+            return (ReadOutcome.NotStarted, 0);
+        }
+        try
+        {
+            var outcome = await MappedSend.SendAsync(s, sender, file, addr, stamp.Size, () => Stamp.OfHandle(handle, out var now) && now == stamp,
+                header(stamp.Size, stamp.MtimeNs / 1000), etag, lockWindows: true, timeout);
+            return (outcome, stamp.Size);
+        }
+        finally
+        {
+            _ = Native.munmap(addr, (nuint)stamp.Size); // after the last send drained; also unlocks what is still locked
+        }
+    }
 }

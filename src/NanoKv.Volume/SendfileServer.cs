@@ -7,7 +7,6 @@ using System.Text;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Extensions.Logging;
 using NanoKv.Core;
-using NanoKv.Core.Hashing;
 
 namespace NanoKv.Volume;
 
@@ -236,12 +235,12 @@ public sealed class SendfileServer : IAsyncDisposable
         if (lease is null)
         {
             // Not pinnable whole (not all cached, over the budget, pins off): locked 1 MiB windows instead.
-            var windowed = await WindowedSend.SendAsync(s, sender, path, etag, (length, version) => OkHeader(length, etag, version, req.KeepAlive), SendTimeout);
-            if (windowed is null)
+            var (windowed, length) = await WindowedSend.SendAsync(s, sender, path, etag, (length, version) => OkHeader(length, etag, version, req.KeepAlive), SendTimeout);
+            if (windowed == ReadOutcome.NotStarted)
             {
                 return await SendRedirectAsync(s, req, close: false);
             }
-            (outcome, kind, sent) = (windowed.Value, "streamed", new FileInfo(path).Length);
+            (outcome, kind, sent) = (windowed, "streamed", length);
         }
         else
         {
@@ -271,76 +270,18 @@ public sealed class SendfileServer : IAsyncDisposable
     }
 
     /// <summary>
-    /// Sends header + blob from the pinned file. expectedEtag set: hash each chunk of the locked mapping before it
-    /// goes out (the next chunk is hashed while the previous one is sent) and send the last chunk only if the
-    /// hash matches. Without it the pin was verified before; only the last chunk is held, for the unchanged check.
+    /// Sends header + blob from the pinned file: verifying as it goes when expectedEtag is set (a first read), else
+    /// from a pin verified before (see <see cref="MappedSend"/>).
     /// </summary>
     private static async Task<ReadOutcome> SendBlobAsync(Socket s, PacketSender sender, VerifiedPins.Lease lease, byte[] header, string? expectedEtag)
     {
-        var length = lease.Length;
-        var tail = (int)Math.Min(length, Chunk);
-        using var hasher = expectedEtag is null ? null : ContentHasher.New();
         // The pin's own inode, reopened through /proc (SendPacketsAsync wants an asynchronous FileStream, which
         // the pin's descriptor is not): sendfile reads the very file whose pages are locked, even if the path
         // has since been replaced.
         using var file = new FileStream(
             File.OpenHandle($"/proc/self/fd/{lease.Handle.DangerousGetHandle()}", FileMode.Open, FileAccess.Read, FileShare.ReadWrite, FileOptions.Asynchronous),
             FileAccess.Read, 0, isAsync: true);
-        Task? inFlight = null;
-        long offset = 0;
-        try
-        {
-            while (offset < length)
-            {
-                var count = hasher is null ? (length - offset > tail ? length - offset - tail : tail) : Math.Min(Chunk, length - offset);
-                var last = offset + count == length;
-                if (hasher is not null)
-                {
-                    hasher.Update(lease.Slice(offset, (int)count));
-                    if (last && !string.Equals(hasher.FinalizeHex(), expectedEtag, StringComparison.OrdinalIgnoreCase))
-                    {
-                        // Let what was sent drain, so the transfer is cut only after the copy is quarantined.
-                        await PacketSender.DrainAsync(inFlight);
-                        return ReadOutcome.Corrupt;
-                    }
-                }
-                if (inFlight is not null)
-                {
-                    await inFlight;
-                }
-                if (last && !VerifiedPins.Unchanged(lease))
-                {
-                    return ReadOutcome.Changed;
-                }
-                var parts = new List<SendPacketsElement>(3);
-                if (offset == 0)
-                {
-                    parts.Add(new SendPacketsElement(header));
-                }
-                // Large spans go in int-sized pieces (an element's count is an int).
-                for (var done = 0L; done < count;)
-                {
-                    var piece = (int)Math.Min(count - done, 1 << 30);
-                    parts.Add(new SendPacketsElement(file, offset + done, piece, true));
-                    done += piece;
-                }
-                inFlight = sender.SendAsync(s, [.. parts], SendTimeout);
-                offset += count;
-            }
-            if (inFlight is not null)
-            {
-                await inFlight;
-            }
-            return ReadOutcome.Sent;
-        }
-        finally
-        {
-            if (inFlight is { IsCompleted: false })
-            {
-                s.Dispose(); // cut the transfer; the send then completes with an error
-                await PacketSender.DrainAsync(inFlight);
-            }
-        }
+        return await MappedSend.SendAsync(s, sender, file, lease.Address, lease.Length, () => VerifiedPins.Unchanged(lease), header, expectedEtag, lockWindows: false, SendTimeout);
     }
 
     private static byte[] OkHeader(long length, string etag, long version, bool keepAlive) => Encoding.ASCII.GetBytes(
