@@ -33,7 +33,7 @@ public sealed partial class NodeRegistry
             {
                 return;
             }
-            catch (MetaStoreUnavailableException ex)
+            catch (Exception ex) // any failure: log it and retry next interval; a dead loop would silently freeze verdicts
             {
                 logger.LogWarning("node verdicts not exchanged: {Error}", ex.Message);
                 try
