@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.IO.Pipelines;
 using NanoKv.Core.Hashing;
 
 namespace NanoKv.Core;
@@ -157,6 +158,95 @@ public static class StreamCopier
             {
                 ArrayPool<byte>.Shared.Return(b);
             }
+        }
+    }
+
+    /// <summary>
+    /// Relays src into a response pipe with no hashing (the bytes are checked elsewhere). The first chunk goes
+    /// through a buffer of its own, so nothing reaches the client before a first read succeeded (the caller may
+    /// still fail over); after it the response has started and each chunk is read straight into the pipe's
+    /// memory: one memmove per byte less than a Stream write (13 % of a coordinator's CPU in an S3 GET).
+    /// </summary>
+    public static async Task<CopyResult> RelayAsync(Stream src, PipeWriter dst, CancellationToken ct)
+    {
+        long total;
+        try
+        {
+            var first = ArrayPool<byte>.Shared.Rent(BufferSize);
+            try
+            {
+                int filled;
+                try
+                {
+                    filled = await FillAsync(src, first, ct);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    return new CopyResult(0, "", CopyStatus.InputError, ex);
+                }
+                if (filled == 0)
+                {
+                    return new CopyResult(0, "", CopyStatus.Ok, null);
+                }
+                total = filled;
+                if (await WriteOrFailAsync(dst, first.AsMemory(0, filled), ct) is { } failed)
+                {
+                    return new CopyResult(total, "", CopyStatus.OutputError, failed);
+                }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(first);
+            }
+            while (true)
+            {
+                var memory = dst.GetMemory(BufferSize);
+                var n = 0;
+                try
+                {
+                    while (n < memory.Length)
+                    {
+                        var read = await src.ReadAsync(memory[n..], ct);
+                        if (read == 0)
+                        {
+                            break;
+                        }
+                        n += read;
+                    }
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    return new CopyResult(total, "", CopyStatus.InputError, ex);
+                }
+                if (n == 0)
+                {
+                    return new CopyResult(total, "", CopyStatus.Ok, null);
+                }
+                dst.Advance(n);
+                total += n;
+                if (await WriteOrFailAsync(dst, ReadOnlyMemory<byte>.Empty, ct) is { } failed)
+                {
+                    return new CopyResult(total, "", CopyStatus.OutputError, failed);
+                }
+            }
+        }
+        catch (OperationCanceledException ex)
+        {
+            return new CopyResult(0, "", CopyStatus.Canceled, ex);
+        }
+    }
+
+    /// <summary>Writes (or, given nothing, flushes what was advanced); the failure when the reader is gone.</summary>
+    private static async ValueTask<Exception?> WriteOrFailAsync(PipeWriter dst, ReadOnlyMemory<byte> data, CancellationToken ct)
+    {
+        try
+        {
+            var result = data.IsEmpty ? await dst.FlushAsync(ct) : await dst.WriteAsync(data, ct);
+            return result.IsCompleted || result.IsCanceled ? new IOException("the response was closed") : null;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            return ex;
         }
     }
 

@@ -71,4 +71,45 @@ public class CoreTests
             Assert.Equal(data[..(int)dst.Length], dst.ToArray());
         }
     }
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1000)]
+    [InlineData((StreamCopier.BufferSize * 3) + 17)]
+    public async Task RelayMovesEveryByteIntoThePipeAndClassifiesFailures(int size)
+    {
+        var data = RandomNumberGenerator.GetBytes(size);
+        var unbounded = new System.IO.Pipelines.PipeOptions(pauseWriterThreshold: 0); // nothing reads until the relay is done
+        var pipe = new System.IO.Pipelines.Pipe(unbounded);
+        var ok = await StreamCopier.RelayAsync(new MemoryStream(data), pipe.Writer, default).WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(CopyStatus.Ok, ok.Status);
+        Assert.Equal(size, ok.Bytes);
+        await pipe.Writer.CompleteAsync();
+        await using var received = new MemoryStream();
+        await pipe.Reader.AsStream().CopyToAsync(received).WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(data, received.ToArray());
+
+        // A source that fails after the first chunk: an input error, not a normal end (the caller aborts the response).
+        var failing = new FailingAfterStream(RandomNumberGenerator.GetBytes(StreamCopier.BufferSize * 2), StreamCopier.BufferSize + 5);
+        var cut = await StreamCopier.RelayAsync(failing, new System.IO.Pipelines.Pipe(unbounded).Writer, default).WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(CopyStatus.InputError, cut.Status);
+
+        // A reader that went away: an output error.
+        var gone = new System.IO.Pipelines.Pipe();
+        await gone.Reader.CompleteAsync();
+        var closed = await StreamCopier.RelayAsync(new MemoryStream(new byte[StreamCopier.BufferSize * 2]), gone.Writer, default).WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(CopyStatus.OutputError, closed.Status);
+    }
+
+    /// <summary>Yields its bytes up to failAt, then throws as a dropped connection would.</summary>
+    private sealed class FailingAfterStream(byte[] data, int failAt) : MemoryStream(data)
+    {
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            if (Position >= failAt)
+            {
+                throw new IOException("connection reset");
+            }
+            return base.ReadAsync(buffer[..(int)Math.Min(buffer.Length, failAt - Position)], cancellationToken);
+        }
+    }
 }

@@ -150,7 +150,9 @@ public sealed partial class ObjectStore
             // Otherwise full bodies are checked here against the committed etag, the last chunk held back until it matches.
             var copy = full && !verifiedThere
                 ? await StreamCopier.CopyVerifiedAsync(body, sink.Body, meta.Etag, ct)
-                : await StreamCopier.CopyAsync(body, sink.Body, ct, hash: false); // verified there, or a range (no etag to check)
+                : sink.Writer is { } writer
+                    ? await StreamCopier.RelayAsync(body, writer, ct) // verified there, or a range (no etag to check)
+                    : await StreamCopier.CopyAsync(body, sink.Body, ct, hash: false);
             if (verifiedThere && copy.Ok)
             {
                 copy = copy with { Etag = meta.Etag };

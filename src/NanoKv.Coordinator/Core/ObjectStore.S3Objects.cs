@@ -371,6 +371,8 @@ public sealed partial class ObjectStore
 
         public Stream Body => outer.Body;
 
+        public PipeWriter? Writer => outer.Writer;
+
         public void Begin(int status, long? length, string? contentRange)
         {
         }
@@ -400,6 +402,8 @@ public sealed partial class ObjectStore
                 return _body;
             }
         }
+
+        public PipeWriter? Writer => null; // the copy's reader is another task: Body marks the start
 
         public void Begin(int status, long? length, string? contentRange)
         {

@@ -1,3 +1,4 @@
+using System.IO.Pipelines;
 using NanoKv.Core;
 using NanoKv.Metadata;
 
@@ -146,6 +147,9 @@ public interface IObjectSink
     bool HasStarted { get; }
 
     Stream Body { get; }
+
+    /// <summary>The response's own pipe, when there is one: a relay reads into its memory instead of a buffer of its own.</summary>
+    PipeWriter? Writer { get; }
 
     /// <summary>A replica answered: status 200 or 206, the body length and, for 206, the Content-Range value.</summary>
     void Begin(int status, long? length, string? contentRange);

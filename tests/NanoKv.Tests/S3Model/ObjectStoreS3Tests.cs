@@ -168,6 +168,8 @@ public sealed class ObjectStoreS3Tests
 
         public Stream Body => Buffer;
 
+        public System.IO.Pipelines.PipeWriter? Writer => null;
+
         public void Begin(int status, long? length, string? contentRange)
         {
         }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.IO.Pipelines;
 using Microsoft.AspNetCore.Http;
 using NanoKv.Coordinator.Core;
 using NanoKv.Core;
@@ -108,6 +109,8 @@ public sealed class NativeObjectApi(ObjectStore store)
         public bool HasStarted => ctx.Response.HasStarted;
 
         public Stream Body => ctx.Response.Body;
+
+        public PipeWriter? Writer => ctx.Response.BodyWriter;
 
         public void Begin(int status, long? length, string? contentRange)
         {

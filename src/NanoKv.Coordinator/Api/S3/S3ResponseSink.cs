@@ -1,3 +1,4 @@
+using System.IO.Pipelines;
 using NanoKv.Coordinator.Core;
 
 namespace NanoKv.Coordinator.Api.S3;
@@ -8,6 +9,8 @@ public sealed class S3ResponseSink(S3Context s3) : IObjectSink
     public bool HasStarted => s3.Response.HasStarted;
 
     public Stream Body => s3.Response.Body;
+
+    public PipeWriter? Writer => s3.Response.BodyWriter;
 
     public void Begin(int status, long? length, string? contentRange)
     {
