@@ -51,6 +51,11 @@ public sealed partial class ObjectStore
         }
         foreach (var c in plan.Candidates)
         {
+            if (range is null && plan.Meta.Size >= SpliceRelay.MinBytes && c.ReadUrl is { } readUrl && sink.Raw is { } raw
+                && await TryRelayRawAsync(readUrl, plan, sink, raw, ct))
+            {
+                return null;
+            }
             // A full read goes to the replica's sendfile read port (the volume's cheapest path); ranges to its main port.
             if (await TryReadAsync(range is null ? c.ReadUrl ?? c.Url : c.Url, plan.Key, plan.Meta, range, sink, ct))
             {
@@ -103,6 +108,42 @@ public sealed partial class ObjectStore
         }
         var exp = DateTimeOffset.UtcNow.Add(PresignLifetime).ToUnixTimeSeconds();
         return $"?exp={exp}&sig={ClusterAuth.Sign(secret, KeyCodec.Encode(key), exp)}";
+    }
+
+    /// <summary>
+    /// A full read spliced from the replica's read port to the client's socket (no user-space copy): true when
+    /// the response went out (whole, or cut because the volume or the client failed); false when nothing
+    /// was sent and the ordinary path should serve it (the volume did not answer a verified 200 of this
+    /// version, the head cannot be sent raw, or the relay is busy or off).
+    /// </summary>
+    private async Task<bool> TryRelayRawAsync(string readUrl, ReadPlan plan, IObjectSink sink, IRawResponse raw, CancellationToken ct)
+    {
+        sink.Begin(200, plan.Meta.Size, null); // the head is built from the response as the front end and Begin set it
+        var secret = volumes.Http.DefaultRequestHeaders.TryGetValues(ClusterAuth.Header, out var values) ? values.FirstOrDefault() : null;
+        var (outcome, error) = await SpliceRelay.RelayAsync(NodeHttp.ObjectUri(readUrl, plan.Key), secret, plan.Meta.Etag, plan.Meta.Size, raw, ct);
+        Metrics.SpliceRelays.WithLabels(outcome switch
+        {
+            RelayOutcome.Sent => "sent",
+            RelayOutcome.SourceCut => "source_cut",
+            RelayOutcome.ClientGone => "client_gone",
+            _ => "declined",
+        }).Inc();
+        if (outcome == RelayOutcome.NotStarted)
+        {
+            logger.LogDebug("proxy GET of {Key} from {Url} not spliced: {Reason}", KeyCodec.Display(plan.Key), readUrl, error);
+            return false;
+        }
+        raw.Close(); // the response was written behind the server's back: it must not write to this connection again
+        if (outcome == RelayOutcome.SourceCut)
+        {
+            Metrics.VerifiedReadFailures.Inc();
+            logger.LogError("proxy GET of {Key} from {Url} cut after the head: {Error}", KeyCodec.Display(plan.Key), readUrl, error);
+        }
+        else if (outcome == RelayOutcome.ClientGone)
+        {
+            logger.LogDebug("proxy GET of {Key}: client gone ({Error})", KeyCodec.Display(plan.Key), error);
+        }
+        return true;
     }
 
     /// <summary>One replica: true when it served (or the client saw a cut), false to try the next replica.</summary>

@@ -163,7 +163,8 @@ public sealed partial class ObjectStore
             var from = Math.Max(start, blobStart) - blobStart;
             var to = Math.Min(end, blobEnd) - blobStart;
             ByteRange? range = from == 0 && to == blob.Size - 1 ? null : ByteRange.Of(from, to);
-            var failed = await ReadAsync(located.Value!, range, new SegmentSink(sink), ct);
+            var whole = range is null && blob.Size == handle.Record.Size;
+            var failed = await ReadAsync(located.Value!, range, new SegmentSink(sink, whole), ct);
             if (failed is not null)
             {
                 return Fail(sink, failed);
@@ -365,13 +366,16 @@ public sealed partial class ObjectStore
     }
 
     /// <summary>One blob of a multi-blob read: the front end already chose status and headers.</summary>
-    private sealed class SegmentSink(IObjectSink outer) : IObjectSink
+    private sealed class SegmentSink(IObjectSink outer, bool whole) : IObjectSink
     {
         public bool HasStarted => outer.HasStarted;
 
         public Stream Body => outer.Body;
 
         public PipeWriter? Writer => outer.Writer;
+
+        /// <summary>Only a blob that is the whole response may be written raw.</summary>
+        public IRawResponse? Raw => whole ? outer.Raw : null;
 
         public void Begin(int status, long? length, string? contentRange)
         {
@@ -404,6 +408,8 @@ public sealed partial class ObjectStore
         }
 
         public PipeWriter? Writer => null; // the copy's reader is another task: Body marks the start
+
+        public IRawResponse? Raw => null;
 
         public void Begin(int status, long? length, string? contentRange)
         {

@@ -151,6 +151,9 @@ public interface IObjectSink
     /// <summary>The response's own pipe, when there is one: a relay reads into its memory instead of a buffer of its own.</summary>
     PipeWriter? Writer { get; }
 
+    /// <summary>The client's connection, when the whole response may be written to it directly (see SpliceRelay); null otherwise.</summary>
+    IRawResponse? Raw { get; }
+
     /// <summary>A replica answered: status 200 or 206, the body length and, for 206, the Content-Range value.</summary>
     void Begin(int status, long? length, string? contentRange);
 

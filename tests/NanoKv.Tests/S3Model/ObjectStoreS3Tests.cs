@@ -170,6 +170,8 @@ public sealed class ObjectStoreS3Tests
 
         public System.IO.Pipelines.PipeWriter? Writer => null;
 
+        public NanoKv.Core.IRawResponse? Raw => null;
+
         public void Begin(int status, long? length, string? contentRange)
         {
         }

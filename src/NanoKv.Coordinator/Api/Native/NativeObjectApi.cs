@@ -112,6 +112,8 @@ public sealed class NativeObjectApi(ObjectStore store)
 
         public PipeWriter? Writer => ctx.Response.BodyWriter;
 
+        public IRawResponse? Raw => RawHttpResponse.For(ctx);
+
         public void Begin(int status, long? length, string? contentRange)
         {
             ctx.Response.StatusCode = status;

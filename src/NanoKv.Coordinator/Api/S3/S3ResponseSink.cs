@@ -1,5 +1,6 @@
 using System.IO.Pipelines;
 using NanoKv.Coordinator.Core;
+using NanoKv.Core;
 
 namespace NanoKv.Coordinator.Api.S3;
 
@@ -11,6 +12,8 @@ public sealed class S3ResponseSink(S3Context s3) : IObjectSink
     public Stream Body => s3.Response.Body;
 
     public PipeWriter? Writer => s3.Response.BodyWriter;
+
+    public IRawResponse? Raw => RawHttpResponse.For(s3.Http);
 
     public void Begin(int status, long? length, string? contentRange)
     {

@@ -1,0 +1,356 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace NanoKv.Core;
+
+/// <summary>The client's side of a response a relay may write itself, bypassing the HTTP server.</summary>
+public interface IRawResponse
+{
+    /// <summary>The client's connection.</summary>
+    Socket Socket { get; }
+
+    /// <summary>Status line and headers (with Connection: close) for a body of length bytes; null when they cannot be sent raw.</summary>
+    byte[]? Head(long length);
+
+    /// <summary>Ends the connection once a raw response went out: the server must not write to it again.</summary>
+    void Close();
+}
+
+/// <summary>How a relay ended.</summary>
+public enum RelayOutcome
+{
+    /// <summary>Nothing was sent to the client: the caller may serve the read another way.</summary>
+    NotStarted,
+
+    /// <summary>The whole body went out.</summary>
+    Sent,
+
+    /// <summary>The head (or part of it) went out, then the volume's side failed: the client must see a cut.</summary>
+    SourceCut,
+
+    /// <summary>The client went away or stopped reading.</summary>
+    ClientGone,
+}
+
+/// <summary>
+/// A proxy read without user-space copies: the coordinator asks a volume's read port for a blob over a
+/// socket of its own, checks the answer's head (200, verified, the committed etag and size), writes the
+/// client's response head itself and then moves the body with splice(2), volume socket → pipe → client
+/// socket. A relay through HttpClient and Kestrel copies every byte three times (receive, into the
+/// response pipe, send); this copies none. Linux only; NANOKV_SPLICE=0 turns it off (for measurement).
+/// </summary>
+public static partial class SpliceRelay
+{
+    /// <summary>Blobs below this are relayed the ordinary way: a raw response costs the client its keep-alive connection.</summary>
+    public const long MinBytes = 1 << 20;
+
+    private const int MaxHead = 16 * 1024;
+    private const int PipeBytes = 1 << 20;
+    private static readonly TimeSpan IdleTimeout = TimeSpan.FromSeconds(60);
+
+    // Each relay holds a thread while it runs (the client side waits in poll); bounded, and past the bound
+    // reads take the ordinary path.
+    private static readonly SemaphoreSlim Slots = new(64);
+
+    public static bool Enabled { get; } = OperatingSystem.IsLinux() && Environment.GetEnvironmentVariable("NANOKV_SPLICE") != "0";
+
+    /// <summary>
+    /// Relays a full, verified read of key from a volume's read port to the client. NotStarted when the volume
+    /// answered anything but a verified 200 of the expected etag and size (or was unreachable), or the head
+    /// cannot be sent raw: nothing reached the client then.
+    /// </summary>
+    public static async Task<(RelayOutcome Outcome, string? Error)> RelayAsync(
+        Uri target, string? secret, string etag, long size, IRawResponse client, CancellationToken ct)
+    {
+        if (!Enabled || size < MinBytes || !Slots.Wait(0))
+        {
+            return (RelayOutcome.NotStarted, "splice relay unavailable");
+        }
+        Socket? upstream = null;
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            timeout.CancelAfter(IdleTimeout);
+            upstream = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            await upstream.ConnectAsync(new DnsEndPoint(target.Host, target.Port), timeout.Token);
+            var request = $"GET {target.PathAndQuery} HTTP/1.1\r\nHost: {target.Authority}\r\n"
+                + (string.IsNullOrEmpty(secret) ? "" : $"{ClusterAuth.Header}: {secret}\r\n") + "Connection: close\r\n\r\n";
+            await upstream.SendAsync(Encoding.ASCII.GetBytes(request), SocketFlags.None, timeout.Token);
+            var buffer = new byte[MaxHead];
+            var (headEnd, filled) = await ReadHeadAsync(upstream, buffer, timeout.Token);
+            if (headEnd < 0 || !Accepts(buffer.AsSpan(0, headEnd), etag, size))
+            {
+                return (RelayOutcome.NotStarted, "the read port did not answer a verified 200 of this version");
+            }
+            if (client.Head(size) is not { } head)
+            {
+                return (RelayOutcome.NotStarted, "response head not sendable raw");
+            }
+            var early = filled - headEnd; // body bytes that came with the head
+            if (early > size)
+            {
+                return (RelayOutcome.NotStarted, "the read port sent more than the body");
+            }
+            var sock = client.Socket;
+            var up = upstream;
+            return await Task.Factory.StartNew(
+                () => Pump(up, sock, head, buffer.AsMemory(headEnd, (int)early), size - early),
+                CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        }
+        catch (Exception ex) when (ex is SocketException or OperationCanceledException or IOException)
+        {
+            return (RelayOutcome.NotStarted, ex.Message);
+        }
+        finally
+        {
+            upstream?.Dispose();
+            Slots.Release();
+        }
+    }
+
+    private static async Task<(int HeadEnd, int Filled)> ReadHeadAsync(Socket s, byte[] buffer, CancellationToken ct)
+    {
+        var filled = 0;
+        while (filled < buffer.Length)
+        {
+            var n = await s.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, ct);
+            if (n == 0)
+            {
+                return (-1, filled);
+            }
+            var from = Math.Max(0, filled - 3);
+            filled += n;
+            var end = buffer.AsSpan(from, filled - from).IndexOf("\r\n\r\n"u8);
+            if (end >= 0)
+            {
+                return (from + end + 4, filled);
+            }
+        }
+        return (-1, filled);
+    }
+
+    /// <summary>200, verified by the volume, the committed etag, the expected length.</summary>
+    private static bool Accepts(ReadOnlySpan<byte> head, string etag, long size)
+    {
+        var text = Encoding.ASCII.GetString(head);
+        var lines = text.Split("\r\n", StringSplitOptions.RemoveEmptyEntries);
+        if (lines.Length == 0 || !lines[0].StartsWith("HTTP/1.1 200 ", StringComparison.Ordinal))
+        {
+            return false;
+        }
+        bool verified = false, etagOk = false, lengthOk = false;
+        foreach (var line in lines.AsSpan(1))
+        {
+            var colon = line.IndexOf(':', StringComparison.Ordinal);
+            if (colon <= 0)
+            {
+                return false;
+            }
+            var name = line[..colon];
+            var value = line[(colon + 1)..].Trim();
+            if (name.Equals(NodeHttp.VerifiedHeader, StringComparison.OrdinalIgnoreCase))
+            {
+                verified = true;
+            }
+            else if (name.Equals("ETag", StringComparison.OrdinalIgnoreCase))
+            {
+                etagOk = string.Equals(value.Trim('"'), etag, StringComparison.OrdinalIgnoreCase);
+            }
+            else if (name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase))
+            {
+                lengthOk = long.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n == size;
+            }
+            else if (name.Equals("Transfer-Encoding", StringComparison.OrdinalIgnoreCase))
+            {
+                return false;
+            }
+        }
+        return verified && etagOk && lengthOk;
+    }
+
+    /// <summary>Runs on a thread of its own: head and early bytes with send, the rest with splice, waiting in poll.</summary>
+    private static (RelayOutcome, string?) Pump(Socket upstream, Socket client, byte[] head, ReadOnlyMemory<byte> early, long remaining)
+    {
+        var up = (int)upstream.Handle;
+        var down = (int)client.Handle;
+        var waitMs = (int)IdleTimeout.TotalMilliseconds;
+        if (SendAll(down, head, waitMs) is { } headError)
+        {
+            return (RelayOutcome.ClientGone, headError); // part of a head may be out: the client must see a failure
+        }
+        if (SendAll(down, early.Span, waitMs) is { } earlyError)
+        {
+            return (RelayOutcome.ClientGone, earlyError);
+        }
+        Span<int> fds = stackalloc int[2];
+        if (Native.pipe2(ref fds[0], Native.O_CLOEXEC | Native.O_NONBLOCK) != 0)
+        {
+            return (RelayOutcome.SourceCut, $"pipe2 failed: errno {Marshal.GetLastPInvokeError()}");
+        }
+        var (r, w) = (fds[0], fds[1]);
+        try
+        {
+            _ = Native.fcntl(w, Native.F_SETPIPE_SZ, PipeBytes); // best effort: a bigger pipe means fewer splices
+            long inPipe = 0;
+            while (remaining > 0 || inPipe > 0)
+            {
+                if (inPipe == 0)
+                {
+                    var n = Native.splice(up, IntPtr.Zero, w, IntPtr.Zero, (nuint)Math.Min(remaining, PipeBytes), Native.SPLICE_F_MOVE | Native.SPLICE_F_NONBLOCK);
+                    if (n > 0)
+                    {
+                        inPipe += n;
+                        remaining -= n;
+                        continue;
+                    }
+                    if (n == 0)
+                    {
+                        return (RelayOutcome.SourceCut, $"the volume ended the body {remaining} bytes short");
+                    }
+                    if (Wait(up, Native.POLLIN, waitMs) is { } readError)
+                    {
+                        return (RelayOutcome.SourceCut, readError);
+                    }
+                    continue;
+                }
+                var m = Native.splice(r, IntPtr.Zero, down, IntPtr.Zero, (nuint)inPipe, Native.SPLICE_F_MOVE | Native.SPLICE_F_NONBLOCK | (remaining > 0 ? Native.SPLICE_F_MORE : 0));
+                if (m > 0)
+                {
+                    inPipe -= m;
+                }
+                else if (m == 0)
+                {
+                    return (RelayOutcome.ClientGone, "the client connection closed");
+                }
+                else if (Wait(down, Native.POLLOUT, waitMs) is { } writeError)
+                {
+                    return (RelayOutcome.ClientGone, writeError);
+                }
+            }
+            _ = Native.shutdown(down, Native.SHUT_WR); // the body is complete: FIN after it
+            AwaitDelivery(down, waitMs);
+            return (RelayOutcome.Sent, null);
+        }
+        finally
+        {
+            _ = Native.close(r);
+            _ = Native.close(w);
+        }
+    }
+
+    /// <summary>
+    /// The server closes this connection next, and .NET closes a socket with a pending receive (Kestrel always
+    /// has one) abortively: an RST that would destroy whatever is still unsent. So wait until the client's
+    /// kernel acknowledged every byte (the send queue is empty), then briefly for the client to hang up.
+    /// </summary>
+    private static void AwaitDelivery(int fd, int waitMs)
+    {
+        var idle = System.Diagnostics.Stopwatch.StartNew();
+        var last = int.MaxValue;
+        var pfd = new Native.PollFd { Fd = fd, Events = Native.POLLRDHUP };
+        while (Native.ioctl(fd, Native.TIOCOUTQ, out var unsent) == 0 && unsent > 0 && idle.ElapsedMilliseconds < waitMs)
+        {
+            if (unsent < last)
+            {
+                last = unsent;
+                idle.Restart();
+            }
+            if (Native.poll(ref pfd, 1, 2) > 0 && (pfd.Revents & (Native.POLLRDHUP | Native.POLLHUP | Native.POLLERR)) != 0)
+            {
+                return; // the client hung up (or failed): nothing more to protect
+            }
+        }
+        _ = Native.poll(ref pfd, 1, 1000);
+    }
+
+    private static string? SendAll(int fd, ReadOnlySpan<byte> data, int waitMs)
+    {
+        while (!data.IsEmpty)
+        {
+            var n = Native.send(fd, ref MemoryMarshal.GetReference(data), (nuint)data.Length, Native.MSG_NOSIGNAL);
+            if (n > 0)
+            {
+                data = data[(int)n..];
+            }
+            else if (Wait(fd, Native.POLLOUT, waitMs) is { } error)
+            {
+                return error;
+            }
+        }
+        return null;
+    }
+
+    /// <summary>After a call returned nothing: null to retry once fd is ready (EAGAIN, EINTR), else the failure.</summary>
+    private static string? Wait(int fd, short events, int waitMs)
+    {
+        var errno = Marshal.GetLastPInvokeError();
+        if (errno == Native.EINTR)
+        {
+            return null;
+        }
+        if (errno != Native.EAGAIN)
+        {
+            return $"splice relay I/O failed: errno {errno}";
+        }
+        var pfd = new Native.PollFd { Fd = fd, Events = events };
+        var ready = Native.poll(ref pfd, 1, waitMs);
+        return ready > 0 ? null
+            : ready == 0 ? $"no progress for {waitMs / 1000} s"
+            : Marshal.GetLastPInvokeError() == Native.EINTR ? null : $"poll failed: errno {Marshal.GetLastPInvokeError()}";
+    }
+
+    private static partial class Native
+    {
+        public const int O_NONBLOCK = 0x800;
+        public const int O_CLOEXEC = 0x80000;
+        public const int F_SETPIPE_SZ = 1031;
+        public const uint SPLICE_F_MOVE = 1;
+        public const uint SPLICE_F_NONBLOCK = 2;
+        public const uint SPLICE_F_MORE = 4;
+        public const int MSG_NOSIGNAL = 0x4000;
+        public const int SHUT_WR = 1;
+        public const short POLLIN = 1;
+        public const short POLLOUT = 4;
+        public const short POLLERR = 8;
+        public const short POLLHUP = 0x10;
+        public const short POLLRDHUP = 0x2000;
+        public const int TIOCOUTQ = 0x5411;
+        public const int EINTR = 4;
+        public const int EAGAIN = 11;
+
+        [StructLayout(LayoutKind.Sequential)]
+        public struct PollFd
+        {
+            public int Fd;
+            public short Events;
+            public short Revents;
+        }
+
+        [LibraryImport("libc", SetLastError = true)]
+        public static partial int pipe2(ref int fds, int flags);
+
+        [LibraryImport("libc", SetLastError = true)]
+        public static partial int fcntl(int fd, int cmd, int arg);
+
+        [LibraryImport("libc", SetLastError = true)]
+        public static partial nint splice(int fdIn, IntPtr offIn, int fdOut, IntPtr offOut, nuint len, uint flags);
+
+        [LibraryImport("libc", SetLastError = true)]
+        public static partial nint send(int fd, ref byte buf, nuint len, int flags);
+
+        [LibraryImport("libc", SetLastError = true)]
+        public static partial int poll(ref PollFd fds, nuint nfds, int timeout);
+
+        [LibraryImport("libc", SetLastError = true)]
+        public static partial int shutdown(int fd, int how);
+
+        [LibraryImport("libc", SetLastError = true)]
+        public static partial int ioctl(int fd, int request, out int value);
+
+        [LibraryImport("libc", SetLastError = true)]
+        public static partial int close(int fd);
+    }
+}
