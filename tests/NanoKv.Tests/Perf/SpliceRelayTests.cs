@@ -1,26 +1,26 @@
 using System.Net;
 using System.Security.Cryptography;
 using System.Text;
+using NanoKv.Core;
 using NanoKv.Core.Hashing;
 using NanoKv.Tests.Infrastructure;
 
 namespace NanoKv.Tests.Perf;
 
 /// <summary>
-/// Full proxied reads (S3 GET, ?proxy=1) of blobs from 1 MiB are spliced from the volume's read port to the
+/// Full proxied reads (S3 GET, ?proxy=1) of blobs from SpliceRelay.MinBytes (8 MiB) are spliced from the volume's read port to the
 /// client's socket: the client gets the same head the ordinary relay sends (plus Connection: close) and the
 /// exact bytes; a copy that fails its hash after the head went out is cut, never ended normally.
 /// </summary>
 public class SpliceRelayTests
 {
-    private const int MiB = 1024 * 1024;
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
 
     [Fact]
     public async Task AFullProxyReadIsSplicedOthersTakeTheOrdinaryRelay()
     {
         await using var c = await TestCluster.StartAsync(volumes: 3, replicas: 3);
-        var data = RandomNumberGenerator.GetBytes((3 * MiB) + 11);
+        var data = RandomNumberGenerator.GetBytes((int)SpliceRelay.MinBytes + 11);
         (await c.Client.PutAsync($"{c.Url}/big", new ByteArrayContent(data))).EnsureSuccessStatusCode();
         (await c.Client.PutAsync($"{c.Url}/small", new ByteArrayContent(new byte[1000]))).EnsureSuccessStatusCode();
         await ReadPortTests.FirstChoiceAsync(c, "big"); // the coordinator knows every read port
@@ -64,7 +64,7 @@ public class SpliceRelayTests
         {
             await c.AddVolumeAsync(); // joined volumes report a corrupt copy to the coordinator
         }
-        var data = RandomNumberGenerator.GetBytes((2 * MiB) + 5);
+        var data = RandomNumberGenerator.GetBytes((int)SpliceRelay.MinBytes + 5);
         (await c.Client.PutAsync($"{c.Url}/bad", new ByteArrayContent(data))).EnsureSuccessStatusCode();
         var first = await ReadPortTests.FirstChoiceAsync(c, "bad");
         var path = first.Store.BlobPath(Encoding.UTF8.GetBytes("bad"));
