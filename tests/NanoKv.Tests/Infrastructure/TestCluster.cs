@@ -225,12 +225,29 @@ public sealed class TestCluster : IAsyncDisposable
     }
 
     /// <summary>A TCP port free right now (for child processes that need a port before they start).</summary>
+    /// <summary>
+    /// A free port, never one handed out before in this test run: the kernel may give a just-released port
+    /// again, and two servers told the same port lose a bind (CI once saw a coordinator answer /healthz and
+    /// then refuse connections).
+    /// </summary>
     public static int FreePort()
     {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
+        while (true)
+        {
+            using var l = new TcpListener(IPAddress.Loopback, 0);
+            l.Start();
+            var port = ((IPEndPoint)l.LocalEndpoint).Port;
+            lock (HandedOut)
+            {
+                if (HandedOut.Add(port))
+                {
+                    return port;
+                }
+            }
+        }
     }
+
+    private static readonly HashSet<int> HandedOut = [];
 }
 
 /// <summary>Temp folders for tests, removed even when the test fails.</summary>
