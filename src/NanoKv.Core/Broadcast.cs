@@ -79,7 +79,7 @@ public sealed class Broadcast
             int filled;
             try
             {
-                filled = await FillAsync(src, buffer, ct);
+                filled = await StreamCopier.FillAsync(src, buffer.AsMemory(0, StreamCopier.BufferSize), ct);
             }
             catch (OperationCanceledException ex)
             {
@@ -116,22 +116,6 @@ public sealed class Broadcast
                 return new CopyResult(total, "", CopyStatus.OutputError, ex);
             }
         }
-    }
-
-    /// <summary>Reads until the buffer is full or the source ends, so targets see few, large writes.</summary>
-    private static async ValueTask<int> FillAsync(Stream src, byte[] buffer, CancellationToken ct)
-    {
-        var filled = 0;
-        while (filled < StreamCopier.BufferSize)
-        {
-            var n = await src.ReadAsync(buffer.AsMemory(filled, StreamCopier.BufferSize - filled), ct);
-            if (n == 0)
-            {
-                break;
-            }
-            filled += n;
-        }
-        return filled;
     }
 
     private async ValueTask SendAsync(Chunk chunk, CancellationToken ct)

@@ -169,7 +169,7 @@ public static class StreamCopier
     /// </summary>
     public static async Task<CopyResult> RelayAsync(Stream src, PipeWriter dst, CancellationToken ct)
     {
-        long total;
+        long total = 0;
         try
         {
             var first = ArrayPool<byte>.Shared.Rent(BufferSize);
@@ -200,19 +200,10 @@ public static class StreamCopier
             }
             while (true)
             {
-                var memory = dst.GetMemory(BufferSize);
-                var n = 0;
+                int n;
                 try
                 {
-                    while (n < memory.Length)
-                    {
-                        var read = await src.ReadAsync(memory[n..], ct);
-                        if (read == 0)
-                        {
-                            break;
-                        }
-                        n += read;
-                    }
+                    n = await FillAsync(src, dst.GetMemory(BufferSize), ct);
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException)
                 {
@@ -232,7 +223,7 @@ public static class StreamCopier
         }
         catch (OperationCanceledException ex)
         {
-            return new CopyResult(0, "", CopyStatus.Canceled, ex);
+            return new CopyResult(total, "", CopyStatus.Canceled, ex);
         }
     }
 
@@ -250,22 +241,22 @@ public static class StreamCopier
         }
     }
 
+    /// <summary>Reads up to BufferSize bytes of a (rented, possibly larger) buffer; see the Memory overload.</summary>
+    private static ValueTask<int> FillAsync(Stream src, byte[] buffer, CancellationToken ct) =>
+        FillAsync(src, buffer.AsMemory(0, Math.Min(buffer.Length, BufferSize)), ct);
+
     /// <summary>Reads until the buffer is full or the source ends, so sinks see few, large writes.</summary>
-    private static async ValueTask<int> FillAsync(Stream src, byte[] buffer, CancellationToken ct)
+    internal static async ValueTask<int> FillAsync(Stream src, Memory<byte> buffer, CancellationToken ct)
     {
         var filled = 0;
         while (filled < buffer.Length)
         {
-            var n = await src.ReadAsync(buffer.AsMemory(filled, Math.Min(buffer.Length, BufferSize) - filled), ct);
+            var n = await src.ReadAsync(buffer[filled..], ct);
             if (n == 0)
             {
                 break;
             }
             filled += n;
-            if (filled >= BufferSize)
-            {
-                break;
-            }
         }
         return filled;
     }
