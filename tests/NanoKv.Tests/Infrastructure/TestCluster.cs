@@ -226,26 +226,39 @@ public sealed class TestCluster : IAsyncDisposable
 
     /// <summary>A TCP port free right now (for child processes that need a port before they start).</summary>
     /// <summary>
-    /// A free port, never one handed out before in this test run: the kernel may give a just-released port
-    /// again, and two servers told the same port lose a bind (CI once saw a coordinator answer /healthz and
-    /// then refuse connections).
+    /// A free port below the kernel's ephemeral range, never one handed out before in this test run. A port
+    /// from bind(0) is released before its server binds it, and meanwhile anything that binds port 0 (a
+    /// volume's read port, an outgoing connection) may take it: CI saw a coordinator's port answered by a
+    /// volume's read port. Below the ephemeral range the kernel never hands ports out by itself.
     /// </summary>
     public static int FreePort()
     {
-        while (true)
+        lock (HandedOut)
         {
-            using var l = new TcpListener(IPAddress.Loopback, 0);
-            l.Start();
-            var port = ((IPEndPoint)l.LocalEndpoint).Port;
-            lock (HandedOut)
+            for (var tries = 0; tries < 10_000; tries++)
             {
-                if (HandedOut.Add(port))
+                _nextPort = _nextPort >= 32_000 ? 20_000 : _nextPort + 1;
+                if (HandedOut.Contains(_nextPort))
                 {
-                    return port;
+                    continue;
                 }
+                try
+                {
+                    using var l = new TcpListener(IPAddress.Loopback, _nextPort);
+                    l.Start();
+                }
+                catch (SocketException)
+                {
+                    continue; // in use by something else
+                }
+                HandedOut.Add(_nextPort);
+                return _nextPort;
             }
         }
+        throw new InvalidOperationException("no free port in 20000-32000");
     }
+
+    private static int _nextPort = 20_000 + Random.Shared.Next(12_000);
 
     private static readonly HashSet<int> HandedOut = [];
 }
