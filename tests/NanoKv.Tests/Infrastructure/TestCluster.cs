@@ -226,7 +226,7 @@ public sealed class TestCluster : IAsyncDisposable
 
     /// <summary>A TCP port free right now (for child processes that need a port before they start).</summary>
     /// <summary>
-    /// A free port below the kernel's ephemeral range, never one handed out before in this test run. A port
+    /// A free port below the kernel's ephemeral range (10000-32000, 16 apart), never one handed out before in this test run. A port
     /// from bind(0) is released before its server binds it, and meanwhile anything that binds port 0 (a
     /// volume's read port, an outgoing connection) may take it: CI saw a coordinator's port answered by a
     /// volume's read port. Below the ephemeral range the kernel never hands ports out by itself.
@@ -237,7 +237,8 @@ public sealed class TestCluster : IAsyncDisposable
         {
             for (var tries = 0; tries < 10_000; tries++)
             {
-                _nextPort = _nextPort >= 32_000 ? 20_000 : _nextPort + 1;
+                // A stride of 16: `coord dev` and similar take the ports after the one they are given.
+                _nextPort = _nextPort + Stride >= 32_000 ? 10_000 + (++_wraps % Stride) : _nextPort + Stride;
                 if (HandedOut.Contains(_nextPort))
                 {
                     continue;
@@ -255,10 +256,12 @@ public sealed class TestCluster : IAsyncDisposable
                 return _nextPort;
             }
         }
-        throw new InvalidOperationException("no free port in 20000-32000");
+        throw new InvalidOperationException("no free port in 10000-32000");
     }
 
-    private static int _nextPort = 20_000 + Random.Shared.Next(12_000);
+    private const int Stride = 16;
+    private static int _nextPort = 10_000 + (Random.Shared.Next(1_000) * Stride);
+    private static int _wraps;
 
     private static readonly HashSet<int> HandedOut = [];
 }
