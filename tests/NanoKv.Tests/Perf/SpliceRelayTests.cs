@@ -64,6 +64,7 @@ public class SpliceRelayTests
         {
             await c.AddVolumeAsync(); // joined volumes report a corrupt copy to the coordinator
         }
+        await TestCluster.WaitUntilAsync(() => c.Coordinator.Nodes.AliveIds().Count == 3, Timeout, "three volumes alive"); // else the PUT is a 503
         var data = RandomNumberGenerator.GetBytes((int)SpliceRelay.MinBytes + 5);
         (await c.Client.PutAsync($"{c.Url}/bad", new ByteArrayContent(data))).EnsureSuccessStatusCode();
         var first = await ReadPortTests.FirstChoiceAsync(c, "bad");
