@@ -68,17 +68,22 @@ public static class S3Attributes
         Set("Expires", Override(s3, withOverrides, "response-expires") ?? a.Expires);
         foreach (var (k, v) in a.UserMeta)
         {
-            h["x-amz-meta-" + k] = v;
+            h["x-amz-meta-" + k] = HeaderValue(v);
         }
 
         void Set(string name, string? value)
         {
             if (value is not null)
             {
-                h[name] = value;
+                h[name] = HeaderValue(value);
             }
         }
     }
+
+    /// <summary>HTTP header values are ASCII: a value with anything else goes out RFC 2047-encoded, as S3 answers
+    /// (sending it raw would fail the whole response).</summary>
+    public static string HeaderValue(string v) =>
+        v.All(c => c is '\t' or (>= ' ' and <= '~')) ? v : "=?UTF-8?B?" + Convert.ToBase64String(Encoding.UTF8.GetBytes(v)) + "?=";
 
     private static string? Override(S3Context s3, bool enabled, string param) => enabled ? s3.Q(param) : null;
 }

@@ -112,6 +112,12 @@ public sealed class S3Context(HttpContext http, string requestId)
         Response.Clear();
         Response.Headers["x-amz-request-id"] = id;
         Response.Headers["x-amz-id-2"] = id;
+        if (Request.Headers.Expect.ToString().Contains("100-continue", StringComparison.OrdinalIgnoreCase) && Request.ContentLength is not 0)
+        {
+            // A client that sent Expect: 100-continue may hold its body back once it sees a final status (botocore does);
+            // reusing the connection would then read its next request as that body. Close it (RFC 7231 5.1.1).
+            Response.Headers.Connection = "close";
+        }
         if (e.Status == 503)
         {
             Response.Headers.RetryAfter = "1"; // every 503 here is transient: metadata database, replicas, a concurrent write

@@ -72,6 +72,12 @@ public sealed class S3Multipart(ObjectStore store, ILogger logger)
                 throw new S3Exception(S3ErrorCode.InvalidArgument, "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy");
             }
             (start, end, _) = parsed;
+            // Unlike a GET Range, the copy range is not clamped: its last byte must lie inside the source (test_multipart_copy_invalid_range).
+            var last = range.Trim()[6..].Split('-', 2)[1].Trim();
+            if (long.TryParse(last, NumberStyles.None, CultureInfo.InvariantCulture, out var lastByte) && lastByte >= src.Size)
+            {
+                throw new S3Exception(S3ErrorCode.InvalidRange, $"The x-amz-copy-source-range {range} is not within the {src.Size}-byte source object.");
+            }
         }
         var length = end - start + 1;
         await using var stream = new VerifyingStream(store.OpenObjectStream(handle, start, end, s3.Aborted), PayloadChecks.None with { ExpectedLength = length });
@@ -85,6 +91,19 @@ public sealed class S3Multipart(ObjectStore store, ILogger logger)
 
     public async Task CompleteAsync(S3Context s3)
     {
+        var location = $"{s3.Request.Scheme}://{s3.Request.Host}/{s3.Bucket}/{NanoKv.S3.SigV4.AwsUri.Encode(s3.Key, keepSlash: true)}";
+        if (store.GetUpload(s3.Bucket, s3.Q("uploadId") ?? "") is not { } found || !found.Key.AsSpan().SequenceEqual(s3.KeyBytes))
+        {
+            // A retried Complete whose first answer was lost (or a repeat): if the object those parts make is in place,
+            // answer as the first Complete did, as S3 does (test_multipart_upload_small), instead of a NoSuchUpload the
+            // client would take for a failed upload.
+            if (await AlreadyCompletedEtagAsync(s3) is { } etag)
+            {
+                await s3.WriteXmlAsync(S3Responses.CompleteMultipartUpload(location, s3.Bucket, s3.Key, etag));
+                return;
+            }
+            Upload(s3); // throws NoSuchUpload
+        }
         var upload = Upload(s3);
         IReadOnlyList<CompletedPart> parts;
         await using (var body = S3Body.Open(s3))
@@ -97,8 +116,25 @@ public sealed class S3Multipart(ObjectStore store, ILogger logger)
             throw S3StoreErrors.ToS3(done.Error!);
         }
         logger.LogDebug("S3 multipart {Upload} completed as {Resource} ({Parts} parts)", upload.UploadId, s3.Resource, parts.Count);
-        var location = $"{s3.Request.Scheme}://{s3.Request.Host}/{s3.Bucket}/{NanoKv.S3.SigV4.AwsUri.Encode(s3.Key, keepSlash: true)}";
         await s3.WriteXmlAsync(S3Responses.CompleteMultipartUpload(location, s3.Bucket, s3.Key, done.Value!.Etag));
+    }
+
+    /// <summary>The object's ETag when it is exactly the multipart object the request's part list makes, else null.</summary>
+    private async Task<string?> AlreadyCompletedEtagAsync(S3Context s3)
+    {
+        string expected;
+        try
+        {
+            await using var body = S3Body.Open(s3);
+            var parts = S3Requests.ParseCompleteMultipartUpload(await S3Requests.LoadAsync(body.Stream, s3.Aborted));
+            expected = ETags.Multipart(parts.Select(p => p.ETag).ToList());
+        }
+        catch (Exception e) when (e is S3Exception or FormatException)
+        {
+            return null;
+        }
+        using var handle = await store.OpenObjectAsync(s3.Bucket, s3.KeyBytes);
+        return handle is not null && handle.Record.Etag == expected ? expected : null;
     }
 
     public async Task AbortAsync(S3Context s3)
