@@ -7,9 +7,11 @@ public enum S3ErrorCode
     AuthorizationHeaderMalformed,
     AuthorizationQueryParametersError,
     BadDigest,
+    BadRequest,
     BucketAlreadyExists,
     BucketAlreadyOwnedByYou,
     BucketNotEmpty,
+    CORSResponse,
     EntityTooLarge,
     EntityTooSmall,
     IncompleteBody,
@@ -45,7 +47,7 @@ public static class S3ErrorCodes
     public static int Status(S3ErrorCode code) => code switch
     {
         S3ErrorCode.AccessDenied or S3ErrorCode.InvalidAccessKeyId or S3ErrorCode.SignatureDoesNotMatch
-            or S3ErrorCode.RequestTimeTooSkewed => 403,
+            or S3ErrorCode.RequestTimeTooSkewed or S3ErrorCode.CORSResponse => 403,
         S3ErrorCode.BucketAlreadyExists or S3ErrorCode.BucketAlreadyOwnedByYou or S3ErrorCode.BucketNotEmpty => 409,
         S3ErrorCode.NoSuchBucket or S3ErrorCode.NoSuchKey or S3ErrorCode.NoSuchUpload => 404,
         S3ErrorCode.PreconditionFailed => 412,

@@ -366,6 +366,16 @@ public sealed class S3ConformanceTests(S3ClusterFixture fx) : IClassFixture<S3Cl
     }
 
     [Fact]
+    public async Task OptionsIsAPreflightWithoutCors()
+    {
+        // test_object_raw_get_x_amz_expires_not_expired: OPTIONS on a presigned URL is 400 (no Origin), as S3 answers a
+        // CORS preflight on a bucket without CORS rules; with an Origin it is 403 CORSResponse. Never a signature error.
+        var bucket = await BucketAsync("preflight", "foo");
+        AssertError(await _s3.SendAsync(HttpMethod.Options, $"/{bucket}/foo"), HttpStatusCode.BadRequest, "BadRequest");
+        AssertError(await _s3.SendAsync(HttpMethod.Options, $"/{bucket}/foo", headers: [("Origin", "https://example.org")]), HttpStatusCode.Forbidden, "CORSResponse");
+    }
+
+    [Fact]
     public async Task NonAsciiHeaderValuesGoOutRfc2047Encoded()
     {
         // test_object_set_get_unicode_metadata sends a non-ASCII value; writing it raw failed the whole GET with a 500.
