@@ -40,7 +40,7 @@ internal sealed class RawHttpResponse(HttpContext ctx, Socket socket) : IRawResp
             }
             foreach (var value in values)
             {
-                if (!Sendable(name) || value is null || !Sendable(value))
+                if (!HeaderText.IsSendable(name) || value is null || !HeaderText.IsSendable(value))
                 {
                     return null; // Kestrel would refuse it too (or encode it): leave this response to Kestrel
                 }
@@ -54,16 +54,4 @@ internal sealed class RawHttpResponse(HttpContext ctx, Socket socket) : IRawResp
     }
 
     public void Close() => ctx.Abort();
-
-    private static bool Sendable(string s)
-    {
-        foreach (var c in s)
-        {
-            if (c is < ' ' or > '~' && c != '\t')
-            {
-                return false;
-            }
-        }
-        return true;
-    }
 }

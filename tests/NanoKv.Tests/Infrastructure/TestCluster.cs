@@ -224,10 +224,9 @@ public sealed class TestCluster : IAsyncDisposable
         Assert.True(_unfired.Count == 0, $"armed faults that never fired: {string.Join(", ", _unfired)}");
     }
 
-    /// <summary>A TCP port free right now (for child processes that need a port before they start).</summary>
     /// <summary>
-    /// A free port below the kernel's ephemeral range (10000-32000, 16 apart), never one handed out before in this test run. A port
-    /// from bind(0) is released before its server binds it, and meanwhile anything that binds port 0 (a
+    /// A TCP port free right now, for servers that need a port before they start: below the kernel's ephemeral
+    /// range (10000-32000, 16 apart) and never one handed out before in this test run. A port from bind(0) is released before its server binds it, and meanwhile anything that binds port 0 (a
     /// volume's read port, an outgoing connection) may take it: CI saw a coordinator's port answered by a
     /// volume's read port. Below the ephemeral range the kernel never hands ports out by itself.
     /// </summary>

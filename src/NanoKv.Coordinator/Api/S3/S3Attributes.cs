@@ -83,7 +83,7 @@ public static class S3Attributes
     /// <summary>HTTP header values are ASCII: a value with anything else goes out RFC 2047-encoded, as S3 answers
     /// (sending it raw would fail the whole response).</summary>
     public static string HeaderValue(string v) =>
-        v.All(c => c is '\t' or (>= ' ' and <= '~')) ? v : "=?UTF-8?B?" + Convert.ToBase64String(Encoding.UTF8.GetBytes(v)) + "?=";
+        HeaderText.IsSendable(v) ? v : "=?UTF-8?B?" + Convert.ToBase64String(Encoding.UTF8.GetBytes(v)) + "?=";
 
     private static string? Override(S3Context s3, bool enabled, string param) => enabled ? s3.Q(param) : null;
 }
