@@ -156,7 +156,7 @@ public sealed partial class BlobStore
             return;
         }
         var dir = Path.GetDirectoryName(dest)!;
-        Durable.CreateDirectory(dir);
+        MakeFolder(dir, BlobsDir);
         if (KeyCodec.IsHashedName(Path.GetFileName(dest)))
         {
             // The real key of a hashed name lives in a sidecar, written before the blob so rebuild always finds it.
@@ -199,6 +199,51 @@ public sealed partial class BlobStore
             File.Move(MetaPath(uploadId), CommittedPath(uploadId), overwrite: true);
         }
     }
+
+    /// <summary>
+    /// Makes a folder under root (blobs/ or tombs/) and its parents durable: mkdir, then an fsync of the parent.
+    /// A caller that finds a folder another caller is still making waits until that maker's fsync returned:
+    /// seeing the folder exist is not enough, its entry may not be on disk yet, and a blob (or tombstone)
+    /// acknowledged in it could be lost with it. Lock order is child before parent, and a maker never waits
+    /// on a child: no cycle.
+    /// </summary>
+    private void MakeFolder(string dir, string root)
+    {
+        var mine = new Lock();
+        lock (mine)
+        {
+            var maker = _makingFolders.GetOrAdd(dir, mine);
+            if (maker != mine)
+            {
+                lock (maker)
+                {
+                    return; // made (or failed: then the rename into it fails and the commit with it)
+                }
+            }
+            try
+            {
+                if (Directory.Exists(dir))
+                {
+                    return;
+                }
+                var parent = Path.GetDirectoryName(dir)!;
+                if (parent.Length > root.Length)
+                {
+                    MakeFolder(parent, root);
+                }
+                Directory.CreateDirectory(dir);
+                FolderSyncHook?.Invoke(parent);
+                Durable.FsyncDirectory(parent);
+            }
+            finally
+            {
+                _makingFolders.TryRemove(KeyValuePair.Create(dir, mine));
+            }
+        }
+    }
+
+    /// <summary>Test seam: runs right before a new folder's parent is fsync'd (the argument is the parent).</summary>
+    public Action<string>? FolderSyncHook { get; set; }
 
     /// <summary>True when this upload's commit is remembered (in memory, or a marker file of the JSON layout).</summary>
     private bool IsCommitted(string uploadId) => _recent.Contains(uploadId) || File.Exists(CommittedPath(uploadId));
@@ -348,6 +393,8 @@ public sealed partial class BlobStore
             File.WriteAllBytes(MetaPath(uploadId), bytes);
         }
     }
+
+    private readonly ConcurrentDictionary<string, Lock> _makingFolders = new(StringComparer.Ordinal);
 
     /// <summary>Upload ids committed since start, newest kept (a retried commit or status by id alone).</summary>
     private sealed class RecentCommits(int capacity)

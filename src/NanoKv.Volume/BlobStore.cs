@@ -81,7 +81,7 @@ public sealed partial class BlobStore
         var tomb = TombPath(key);
         if (tombstone && (!File.Exists(tomb) || ReadTombVersion(tomb) < version))
         {
-            Durable.CreateDirectory(Path.GetDirectoryName(tomb)!);
+            MakeFolder(Path.GetDirectoryName(tomb)!, TombsDir);
             var content = Encoding.UTF8.GetBytes(version.ToString(System.Globalization.CultureInfo.InvariantCulture));
             if (KeyCodec.IsHashedName(Path.GetFileName(tomb)))
             {

@@ -118,6 +118,55 @@ public sealed class VolumeApiTests : IAsyncLifetime
         Assert.True(File.Exists(_volume.Store.BlobPath(key)));
     }
 
+    [Fact]
+    public async Task ACommitWaitsForTheFolderAnotherCommitIsStillMaking()
+    {
+        // A folder that exists is not yet durable while its maker's parent fsync runs; a second commit into it
+        // must not be answered before that fsync returned (its blob would be lost with the folder's entry).
+        var root = TempDir.Create("folders");
+        try
+        {
+            var store = new BlobStore(root);
+            var first = "folder-0"u8.ToArray();
+            var folder = Path.GetDirectoryName(store.BlobPath(first))!;
+            byte[]? second = null;
+            for (var i = 1; second is null; i++)
+            {
+                var candidate = System.Text.Encoding.UTF8.GetBytes($"folder-{i}");
+                second = Path.GetDirectoryName(store.BlobPath(candidate)) == folder ? candidate : null;
+            }
+            foreach (var (key, id) in new[] { (first, "a"), (second, "b") })
+            {
+                store.Prepare(key, id, 10);
+                await store.ReceiveAsync(id, new MemoryStream(new byte[10]), null, default);
+            }
+            using var entered = new SemaphoreSlim(0);
+            using var release = new ManualResetEventSlim();
+            store.FolderSyncHook = parent =>
+            {
+                if (parent == Path.GetDirectoryName(folder))
+                {
+                    entered.Release();
+                    release.Wait(TimeSpan.FromSeconds(30));
+                }
+            };
+            var making = Task.Run(() => store.Commit("a", first, 1_000_000));
+            Assert.True(await entered.WaitAsync(TimeSpan.FromSeconds(10)), "the first commit never reached its folder's parent fsync");
+            Assert.True(Directory.Exists(folder));
+            var waiting = Task.Run(() => store.Commit("b", second, 2_000_000));
+            Assert.NotSame(waiting, await Task.WhenAny(waiting, Task.Delay(TimeSpan.FromMilliseconds(500))));
+            Assert.False(waiting.IsCompleted, "a commit into a folder whose entry was not fsync'd yet was answered");
+            release.Set();
+            await Task.WhenAll(making, waiting).WaitAsync(TimeSpan.FromSeconds(10));
+            Assert.True(File.Exists(store.BlobPath(first)));
+            Assert.True(File.Exists(store.BlobPath(second)));
+        }
+        finally
+        {
+            TempDir.Delete(root);
+        }
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
