@@ -98,11 +98,34 @@ public static partial class SpliceRelay
             {
                 return (RelayOutcome.NotStarted, "the read port sent more than the body");
             }
-            var sock = client.Socket;
-            var up = upstream;
-            return await Task.Factory.StartNew(
-                () => Pump(up, sock, head, buffer.AsMemory(headEnd, (int)early), size - early),
-                CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            // The pump writes to the client's descriptor by number, on a thread of its own. Kestrel disposes the
+            // socket when the client goes away; without a reference held here the number is closed and can be
+            // handed to the next accepted connection while the pump still writes this body into it. With the
+            // reference the close waits for the pump (Dispose shuts the socket down, which ends the pump).
+            var handle = client.Socket.SafeHandle;
+            var held = false;
+            try
+            {
+                handle.DangerousAddRef(ref held);
+            }
+            catch (ObjectDisposedException)
+            {
+                return (RelayOutcome.NotStarted, "the client connection is already closed");
+            }
+            try
+            {
+                var up = upstream;
+                return await Task.Factory.StartNew(
+                    () => Pump(up, (int)handle.DangerousGetHandle(), head, buffer.AsMemory(headEnd, (int)early), size - early),
+                    CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            }
+            finally
+            {
+                if (held)
+                {
+                    handle.DangerousRelease();
+                }
+            }
         }
         catch (Exception ex) when (ex is SocketException or OperationCanceledException or IOException)
         {
@@ -176,10 +199,9 @@ public static partial class SpliceRelay
     }
 
     /// <summary>Runs on a thread of its own: head and early bytes with send, the rest with splice, waiting in poll.</summary>
-    private static (RelayOutcome, string?) Pump(Socket upstream, Socket client, byte[] head, ReadOnlyMemory<byte> early, long remaining)
+    private static (RelayOutcome, string?) Pump(Socket upstream, int down, byte[] head, ReadOnlyMemory<byte> early, long remaining)
     {
         var up = (int)upstream.Handle;
-        var down = (int)client.Handle;
         var waitMs = (int)IdleTimeout.TotalMilliseconds;
         if (SendAll(down, head, waitMs) is { } headError)
         {
@@ -214,9 +236,9 @@ public static partial class SpliceRelay
                     {
                         return (RelayOutcome.SourceCut, $"the volume ended the body {remaining} bytes short");
                     }
-                    if (Wait(up, Native.POLLIN, waitMs) is { } readError)
+                    if (Wait(up, Native.POLLIN, waitMs, watch: down) is { } readError)
                     {
-                        return (RelayOutcome.SourceCut, readError);
+                        return (readError == ClientClosed ? RelayOutcome.ClientGone : RelayOutcome.SourceCut, readError);
                     }
                     continue;
                 }
@@ -288,7 +310,9 @@ public static partial class SpliceRelay
     }
 
     /// <summary>After a call returned nothing: null to retry once fd is ready (EAGAIN, EINTR), else the failure.</summary>
-    private static string? Wait(int fd, short events, int waitMs)
+    private const string ClientClosed = "the client connection closed";
+
+    private static string? Wait(int fd, short events, int waitMs, int watch = -1)
     {
         var errno = Marshal.GetLastPInvokeError();
         if (errno == Native.EINTR)
@@ -299,8 +323,14 @@ public static partial class SpliceRelay
         {
             return $"splice relay I/O failed: errno {errno}";
         }
-        var pfd = new Native.PollFd { Fd = fd, Events = events };
-        var ready = Native.poll(ref pfd, 1, waitMs);
+        // While waiting for the volume, also watch the client: a socket shut down under the pump (its owner
+        // is disposing it, and waits for this pump to let go) must end the wait now, not after waitMs.
+        Span<Native.PollFd> pfd = [new Native.PollFd { Fd = fd, Events = events }, new Native.PollFd { Fd = watch, Events = 0 }];
+        var ready = Native.poll(ref pfd[0], watch < 0 ? 1u : 2u, waitMs);
+        if (ready > 0 && (pfd[1].Revents & (Native.POLLHUP | Native.POLLERR)) != 0)
+        {
+            return ClientClosed;
+        }
         return ready > 0 ? null
             : ready == 0 ? $"no progress for {waitMs / 1000} s"
             : Marshal.GetLastPInvokeError() == Native.EINTR ? null : $"poll failed: errno {Marshal.GetLastPInvokeError()}";

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
 using NanoKv.Core;
@@ -83,5 +84,102 @@ public class SpliceRelayTests
         Assert.Equal(1, first.Metrics.VerifiedReadFailures.Value); // the volume's check fired
         await TestCluster.WaitUntilAsync(() => !File.Exists(path), Timeout, "the corrupt copy was quarantined");
         Assert.Equal(data, await c.Client.GetByteArrayAsync($"{c.Url}/bad?proxy=1").WaitAsync(Timeout)); // another replica serves it
+    }
+
+    /// <summary>
+    /// The pump writes to the client by descriptor number. When the client goes away mid-body its owner (Kestrel)
+    /// disposes the socket; the number must not be closed (and handed to the next accepted connection) while the
+    /// pump still holds it, or the rest of this body goes to a stranger (CI saw a PUT answered with body bytes).
+    /// </summary>
+    [Fact]
+    public async Task AClientThatLeavesMidBodyNeverHasItsDescriptorReusedUnderThePump()
+    {
+        var size = SpliceRelay.MinBytes;
+        var etag = "ab12";
+        using var stall = new SemaphoreSlim(0);
+        var volume = new TcpListener(IPAddress.Loopback, 0);
+        volume.Start();
+        var serving = Task.Run(async () =>
+        {
+            using var s = await volume.AcceptSocketAsync();
+            var request = new byte[4096];
+            _ = await s.ReceiveAsync(request);
+            await s.SendAsync(Encoding.ASCII.GetBytes(
+                $"HTTP/1.1 200 OK\r\nContent-Length: {size}\r\nETag: \"{etag}\"\r\n{NodeHttp.VerifiedHeader}: 1\r\n\r\n"));
+            await s.SendAsync(new byte[64 * 1024]);
+            await stall.WaitAsync(Timeout); // the volume stalls: the pump waits for it
+            var rest = new byte[size - (64 * 1024)];
+            Array.Fill(rest, (byte)'X');
+            try
+            {
+                await s.SendAsync(rest);
+            }
+            catch (SocketException)
+            {
+            }
+        });
+        var front = new TcpListener(IPAddress.Loopback, 0);
+        front.Start();
+        using var client = new TcpClient();
+        await client.ConnectAsync(IPAddress.Loopback, ((IPEndPoint)front.LocalEndpoint).Port);
+        var server = await front.AcceptSocketAsync();
+        var fd = (long)server.Handle;
+        var relay = SpliceRelay.RelayAsync(new Uri($"http://127.0.0.1:{((IPEndPoint)volume.LocalEndpoint).Port}/blob"), null, etag, size, new RawSocket(server), CancellationToken.None);
+
+        // The head and the first 64 KiB arrive: the pump runs, then waits for the stalled volume.
+        var got = 0;
+        var buf = new byte[256 * 1024];
+        while (got < 64 * 1024)
+        {
+            var n = await client.GetStream().ReadAsync(buf).AsTask().WaitAsync(Timeout);
+            Assert.True(n > 0, "the relay ended before the body started");
+            got += n;
+        }
+        client.Client.LingerState = new LingerOption(true, 0);
+        client.Close(); // RST, as a client that drops a download does
+        await Task.Run(server.Dispose).WaitAsync(Timeout); // what Kestrel does with the connection then
+
+        // New connections take the lowest free descriptors: without a held reference, one gets the old number.
+        var strangers = new List<(TcpClient Client, Socket Server)>();
+        try
+        {
+            for (var i = 0; i < 16; i++)
+            {
+                var c = new TcpClient();
+                await c.ConnectAsync(IPAddress.Loopback, ((IPEndPoint)front.LocalEndpoint).Port);
+                strangers.Add((c, await front.AcceptSocketAsync()));
+            }
+            stall.Release(); // the volume sends the rest of the body
+            foreach (var (c, _) in strangers)
+            {
+                var stream = c.GetStream();
+                using var quiet = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
+                var leaked = await Record.ExceptionAsync(async () => Assert.Equal(0, await stream.ReadAsync(buf, quiet.Token)));
+                Assert.True(leaked is OperationCanceledException,
+                    $"a new connection (descriptor {strangers.First(x => x.Client == c).Server.Handle}, the relay's was {fd}) received bytes of another client's body");
+            }
+            var (outcome, _) = await relay.WaitAsync(Timeout);
+            Assert.Equal(RelayOutcome.ClientGone, outcome);
+            await serving.WaitAsync(Timeout);
+        }
+        finally
+        {
+            foreach (var (c, srv) in strangers)
+            {
+                c.Dispose();
+                srv.Dispose();
+            }
+            volume.Stop();
+            front.Stop();
+        }
+    }
+
+    private sealed class RawSocket(Socket socket) : IRawResponse
+    {
+        public Socket Socket => socket;
+
+        public byte[]? Head(long length) => Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n");
+
+        public void Close() => socket.Dispose();
     }
 }
