@@ -309,9 +309,9 @@ public static partial class SpliceRelay
         return null;
     }
 
-    /// <summary>After a call returned nothing: null to retry once fd is ready (EAGAIN, EINTR), else the failure.</summary>
     private const string ClientClosed = "the client connection closed";
 
+    /// <summary>After a call returned nothing: null to retry once fd is ready (EAGAIN, EINTR), else the failure.</summary>
     private static string? Wait(int fd, short events, int waitMs, int watch = -1)
     {
         var errno = Marshal.GetLastPInvokeError();

@@ -209,6 +209,18 @@ public sealed partial class BlobStore
     /// </summary>
     private void MakeFolder(string dir, string root)
     {
+        // The common case, a folder that exists and is not being made, costs a stat and a lookup. Its maker adds
+        // the entry before mkdir and removes it after the fsync, so "exists" then "no entry" means it is durable.
+        if (Directory.Exists(dir))
+        {
+            if (_makingFolders.TryGetValue(dir, out var making))
+            {
+                lock (making)
+                {
+                }
+            }
+            return;
+        }
         var mine = new Lock();
         lock (mine)
         {

@@ -73,8 +73,7 @@ public sealed class S3Multipart(ObjectStore store, ILogger logger)
             }
             (start, end, _) = parsed;
             // Unlike a GET Range, the copy range is not clamped: its last byte must lie inside the source (test_multipart_copy_invalid_range).
-            var last = range.Trim()[6..].Split('-', 2)[1].Trim();
-            if (long.TryParse(last, NumberStyles.None, CultureInfo.InvariantCulture, out var lastByte) && lastByte >= src.Size)
+            if (S3Objects.ParseRange(range, long.MaxValue) is { } unclamped && unclamped.Item2 >= src.Size)
             {
                 throw new S3Exception(S3ErrorCode.InvalidRange, $"The x-amz-copy-source-range {range} is not within the {src.Size}-byte source object.");
             }
