@@ -37,6 +37,20 @@ public class LinearizabilityTests
     }
 
     [Fact]
+    public void AFailureNamesTheFirstCallTheModelCannotExplain()
+    {
+        var report = WriteOnceRegisterChecker.Check(
+        [
+            Op(OpKind.Put, 1, 0, 1, OpOutcome.Ok), Op(OpKind.Get, 1, 2, 3, OpOutcome.Read), Op(OpKind.Put, 2, 2, long.MaxValue, OpOutcome.Unknown),
+            Op(OpKind.Get, 0, 4, 5, OpOutcome.NotFound), Op(OpKind.Get, 1, 6, 7, OpOutcome.Read),
+        ]);
+        Assert.NotNull(report);
+        Assert.StartsWith("key k: no linearization; the first call the model cannot explain is Get 0 [4, 5] NotFound", report);
+        Assert.Contains("> Get 0 [4, 5] NotFound", report);
+        Assert.Contains("  Put 2 [2, ∞] Unknown", report);
+    }
+
+    [Fact]
     public async Task ConcurrentClientsOnFewKeysWithVolumeKillsAreLinearizable()
     {
         await using var c = await ProcessCluster.StartAsync(volumes: 4, replicas: 2);

@@ -45,11 +45,52 @@ public static class WriteOnceRegisterChecker
             var ops = group.OrderBy(o => o.Start).ToArray();
             if (!Linearizable(ops))
             {
-                return $"key {group.Key}: no linearization of\n" + string.Join("\n", ops.Select(o => $"  {o.Kind} {o.Value} [{o.Start}, {(o.End == long.MaxValue ? "∞" : o.End)}] {o.Outcome}"));
+                return Explain(group.Key, ops);
             }
         }
         return null;
     }
+
+    /// <summary>
+    /// Names the first call the model cannot explain, with the calls around it: the history cut at the end of
+    /// that call is the shortest failing prefix (calls still running at the cut: GETs dropped, writes unknown).
+    /// A whole history can run to hundreds of calls, more than a failure message shows.
+    /// </summary>
+    private static string Explain(string key, HistoryOp[] ops)
+    {
+        var ends = ops.Where(o => o.End != long.MaxValue).Select(o => o.End).Order().ToArray();
+        int lo = 0, hi = ends.Length - 1; // invariant: the prefix cut at ends[hi] fails (the whole history does)
+        while (lo < hi)
+        {
+            var mid = (lo + hi) / 2;
+            if (Linearizable(CutAt(ops, ends[mid])))
+            {
+                lo = mid + 1;
+            }
+            else
+            {
+                hi = mid;
+            }
+        }
+        var cut = ends.Length == 0 ? long.MaxValue : ends[hi];
+        var culprit = ops.FirstOrDefault(o => o.End == cut);
+        var from = culprit?.Start ?? cut;
+        var window = ops.Where(o => o.Start <= cut).TakeLast(20)
+            .Union(ops.Where(o => o.Start <= cut && o.End >= from)) // everything that overlapped it
+            .OrderBy(o => o.Start);
+        return $"key {key}: no linearization; the first call the model cannot explain is {Describe(culprit)}\n"
+            + $"calls up to it ({ops.Length} on this key in all; times in Stopwatch ticks):\n"
+            + string.Join("\n", window.Select(o => (o == culprit ? "> " : "  ") + Describe(o)));
+    }
+
+    private static string Describe(HistoryOp? o) =>
+        o is null ? "(none)" : $"{o.Kind} {o.Value} [{o.Start}, {(o.End == long.MaxValue ? "∞" : o.End)}] {o.Outcome}";
+
+    /// <summary>The history as it stood at time t: finished calls as seen, running writes unknown, running reads dropped.</summary>
+    private static HistoryOp[] CutAt(HistoryOp[] ops, long t) =>
+        ops.Where(o => o.Start <= t && (o.End <= t || o.Kind != OpKind.Get))
+            .Select(o => o.End <= t ? o : o with { End = long.MaxValue, Outcome = OpOutcome.Unknown })
+            .ToArray();
 
     private static bool Linearizable(HistoryOp[] ops)
     {
