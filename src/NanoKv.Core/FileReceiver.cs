@@ -18,9 +18,11 @@ public static class FileReceiver
     public const long WritebackStep = 8L * 1024 * 1024;
 
     /// <summary>Copies src into file from offset 0, hashing as it goes; InputError past maxBytes.</summary>
-    public static async Task<CopyResult> CopyAsync(PipeReader src, SafeFileHandle file, long maxBytes, CancellationToken ct)
+    /// <param name="bypassCache">write around the page cache (<see cref="DirectWriter"/>) where the filesystem allows it</param>
+    public static async Task<CopyResult> CopyAsync(PipeReader src, SafeFileHandle file, long maxBytes, CancellationToken ct, bool bypassCache = false)
     {
         using var hasher = ContentHasher.New();
+        using var direct = bypassCache ? DirectWriter.TryStart(file) : null;
         var segments = new List<ReadOnlyMemory<byte>>();
         long total = 0;
         long writtenBack = 0;
@@ -50,15 +52,26 @@ public static class FileReceiver
                 }
                 if (!buffer.IsEmpty)
                 {
-                    segments.Clear();
-                    foreach (var segment in buffer)
-                    {
-                        hasher.Update(segment.Span);
-                        segments.Add(segment);
-                    }
                     try
                     {
-                        await RandomAccess.WriteAsync(file, segments, total, ct);
+                        if (direct is not null)
+                        {
+                            foreach (var segment in buffer)
+                            {
+                                hasher.Update(segment.Span);
+                                direct.Append(segment.Span);
+                            }
+                        }
+                        else
+                        {
+                            segments.Clear();
+                            foreach (var segment in buffer)
+                            {
+                                hasher.Update(segment.Span);
+                                segments.Add(segment);
+                            }
+                            await RandomAccess.WriteAsync(file, segments, total, ct);
+                        }
                     }
                     catch (Exception ex) when (ex is not OperationCanceledException)
                     {
@@ -66,7 +79,7 @@ public static class FileReceiver
                         return new CopyResult(total, "", CopyStatus.OutputError, ex);
                     }
                     total += buffer.Length;
-                    if (total - writtenBack >= WritebackStep)
+                    if (direct is null && total - writtenBack >= WritebackStep)
                     {
                         Durable.StartWriteback(file, writtenBack, total - writtenBack);
                         writtenBack = total;
@@ -75,7 +88,16 @@ public static class FileReceiver
                 src.AdvanceTo(buffer.End);
                 if (read.IsCompleted)
                 {
-                    return new CopyResult(total, hasher.FinalizeHex(), CopyStatus.Ok, null);
+                    try
+                    {
+                        direct?.Finish();
+                    }
+                    catch (IOException ex)
+                    {
+                        return new CopyResult(total, "", CopyStatus.OutputError, ex);
+                    }
+                    var write = !bypassCache ? FileWrite.Cached : direct is { WentDirect: true } || (direct is not null && total < DirectWriter.Align) ? FileWrite.Direct : FileWrite.DirectRefused;
+                    return new CopyResult(total, hasher.FinalizeHex(), CopyStatus.Ok, null) { Write = write };
                 }
             }
         }

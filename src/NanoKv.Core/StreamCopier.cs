@@ -17,6 +17,17 @@ public enum CopyStatus
 public readonly record struct CopyResult(long Bytes, string Etag, CopyStatus Status, Exception? Error)
 {
     public bool Ok => Status == CopyStatus.Ok;
+
+    /// <summary>How a file copy wrote its bytes (FileReceiver); Cached for every other copy.</summary>
+    public FileWrite Write { get; init; }
+}
+
+/// <summary>How an upload reached its file: through the page cache, around it, or through it because the filesystem refused O_DIRECT.</summary>
+public enum FileWrite
+{
+    Cached,
+    Direct,
+    DirectRefused,
 }
 
 /// <summary>

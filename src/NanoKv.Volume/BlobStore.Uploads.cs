@@ -54,7 +54,8 @@ public sealed partial class BlobStore
     }
 
     /// <summary>Receives an upload's bytes into its temp file, hashing them (fsync'd at commit). Re-sending restarts it.</summary>
-    public async Task<UploadResult> ReceiveAsync(string uploadId, PipeReader body, string? expectedEtag, CancellationToken ct)
+    /// <param name="bypassCache">write around the page cache (a replica reads do not go to first)</param>
+    public async Task<UploadResult> ReceiveAsync(string uploadId, PipeReader body, string? expectedEtag, CancellationToken ct, bool bypassCache = false)
     {
         CheckUploadId(uploadId);
         using var active = new ActiveUpload(ct);
@@ -82,7 +83,7 @@ public sealed partial class BlobStore
                 {
                     RandomAccess.SetLength(handle, 0); // a re-sent upload starts over
                 }
-                result = await FileReceiver.CopyAsync(body, handle, meta.ExpectedSize ?? ServerHost.MaxObjectBytes, ct);
+                result = await FileReceiver.CopyAsync(body, handle, meta.ExpectedSize ?? ServerHost.MaxObjectBytes, ct, bypassCache);
             }
             if (!result.Ok)
             {
@@ -106,6 +107,7 @@ public sealed partial class BlobStore
                 Truncate(path);
                 throw new VolumeException(422, ApiError.Codes.ChecksumMismatch, $"received data hashes to {result.Etag}, expected {expectedEtag}");
             }
+            UploadWritten?.Invoke(result.Write);
             meta.State = "uploaded";
             meta.Size = result.Bytes;
             meta.Etag = result.Etag;

@@ -57,6 +57,9 @@ public sealed partial class BlobStore
     /// <summary>Called with a blob's path after it left blobs/ or was replaced (the read path drops its pin).</summary>
     public Action<string>? BlobRemoved { get; set; }
 
+    /// <summary>Called after each upload's body is written, with how it was written (the volume counts them).</summary>
+    public Action<FileWrite>? UploadWritten { get; set; }
+
     public string BlobsDir { get; }
 
     public string TmpDir { get; }

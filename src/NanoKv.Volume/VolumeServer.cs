@@ -99,6 +99,7 @@ public sealed class VolumeServer : IAsyncDisposable
         var app = builder.Build();
         var server = new VolumeServer(options, app, store, nodeId, NodeHttp.Create(options.Secret)) { Pins = new VerifiedPins(options.VerifyReads ? options.PinBytes : 0) };
         store.BlobRemoved = server.Pins.Evict;
+        store.UploadWritten = write => server.Metrics.UploadWrites.WithLabels(write.ToString().ToLowerInvariant()).Inc();
         foreach (var peer in options.Peers)
         {
             server._peers[peer.TrimEnd('/')] = 0;
@@ -259,9 +260,16 @@ public sealed class VolumeServer : IAsyncDisposable
                     return injected;
                 }
             }
+            // cache=0: a replica reads do not go to first writes around the page cache (DirectWriter).
+            var bypassCache = RawQuery.Get(ctx, "cache") switch
+            {
+                null or "1" => false,
+                "0" => true,
+                var other => throw new VolumeException(400, ApiError.Codes.InvalidArgument, $"cache must be 0 or 1, not '{other}'"),
+            };
             var result = Faults.Take("upload_corrupt") is not null
                 ? await Store.ReceiveAsync(uploadId, new CorruptingStream(ctx.Request.Body), ctx.Request.Query["etag"], ctx.RequestAborted)
-                : await Store.ReceiveAsync(uploadId, ctx.Request.BodyReader, ctx.Request.Query["etag"], ctx.RequestAborted);
+                : await Store.ReceiveAsync(uploadId, ctx.Request.BodyReader, ctx.Request.Query["etag"], ctx.RequestAborted, bypassCache);
             return Results.Json(result);
         }));
 
@@ -501,7 +509,7 @@ public sealed class VolumeServer : IAsyncDisposable
     private static readonly Dictionary<string, string[]> AllowedParams = new()
     {
         ["prepare"] = ["key", "upload_id", "expected_size"],
-        ["upload"] = ["upload_id", "etag", "key", "expected_size"],
+        ["upload"] = ["upload_id", "etag", "key", "expected_size", "cache"],
         ["status"] = ["upload_id"],
         ["pull"] = ["upload_id", "from", "etag"],
         ["commit"] = ["upload_id", "key", "version"],

@@ -282,8 +282,10 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
             var sent = false;
             try
             {
+                // Reads go to the first replica (Locate keeps placement order): it keeps the new object in its
+                // page cache; the others write around theirs, which costs a fraction of the CPU (DirectWriter).
                 (r, sent) = nodes.UrlOf(node) is { } url
-                    ? await volumes.UploadPreparingAsync(url, write.Meta.UploadId, write.Key, length, onStart => broadcast.ContentFor(slot, length, onStart), ct)
+                    ? await volumes.UploadPreparingAsync(url, write.Meta.UploadId, write.Key, length, onStart => broadcast.ContentFor(slot, length, onStart), ct, keepCached: slot == 0)
                     : (new CallResult(false, 0, "unknown node", false), false);
             }
             catch (OperationCanceledException)
