@@ -21,6 +21,9 @@ public sealed unsafe partial class DirectWriter : IDisposable
     /// <summary>Bytes per write: large enough that a write is one device request of the size it handles best.</summary>
     public const int BufferBytes = 1 << 20;
 
+    /// <summary>Idle buffers kept for reuse (1 MiB each).</summary>
+    private const int MaxPooled = 32;
+
     private static readonly ConcurrentBag<nint> Buffers = [];
     private static readonly int ODirect = RuntimeInformation.ProcessArchitecture is Architecture.Arm64 or Architecture.Arm ? 0x10000 : 0x4000;
 
@@ -138,7 +141,14 @@ public sealed unsafe partial class DirectWriter : IDisposable
     {
         if (_buf != null)
         {
-            Buffers.Add((nint)_buf);
+            if (Buffers.Count < MaxPooled)
+            {
+                Buffers.Add((nint)_buf);
+            }
+            else
+            {
+                NativeMemory.AlignedFree(_buf); // a burst of uploads leaves no more than MaxPooled behind
+            }
             _buf = null;
         }
         GC.KeepAlive(_file);
