@@ -12,6 +12,9 @@ public static class NodeHttp
     /// <summary>Set by a volume on a full read it checks against the ETag it sends before the body's last chunk leaves.</summary>
     public const string VerifiedHeader = "X-NanoKv-Verified";
 
+    /// <summary>On an upload, "0": write it around the page cache (a replica that GETs do not go to first).</summary>
+    public const string CacheHeader = "X-NanoKv-Cache";
+
     public static HttpClient Create(string? secret, TimeSpan? timeout = null)
     {
         var handler = new SocketsHttpHandler

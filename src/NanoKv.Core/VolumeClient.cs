@@ -69,11 +69,11 @@ public sealed class VolumeClient(HttpClient http, TimeSpan timeBox, TimeSpan att
     /// so the caller may send it to another node.
     /// </summary>
     /// <param name="content">a fresh body per attempt; its argument, called when the body starts, disarms the attempt timeout</param>
-    /// <param name="keepCached">false: the volume writes around its page cache (cache=0; a replica reads do not go to first)</param>
+    /// <param name="keepCached">false: the volume writes around its page cache (a replica that GETs do not go to first)</param>
     public async Task<(CallResult Result, bool BodySent)> UploadPreparingAsync(
         string url, string uploadId, byte[] key, long? expectedSize, Func<Action, Broadcast.TargetContent> content, CancellationToken ct, bool keepCached = true)
     {
-        var uri = $"{url}/internal/upload?upload_id={uploadId}&key={KeyCodec.Encode(key)}" + (expectedSize is long n ? $"&expected_size={n}" : "") + (keepCached ? "" : "&cache=0");
+        var uri = $"{url}/internal/upload?upload_id={uploadId}&key={KeyCodec.Encode(key)}" + (expectedSize is long n ? $"&expected_size={n}" : "");
         Broadcast.TargetContent? body = null;
         var result = await SendWithRetryAsync(
             attempt =>
@@ -81,6 +81,10 @@ public sealed class VolumeClient(HttpClient http, TimeSpan timeBox, TimeSpan att
                 body = content(() => attempt.CancelAfter(Timeout.InfiniteTimeSpan));
                 var req = new HttpRequestMessage(HttpMethod.Put, uri) { Content = body };
                 req.Headers.ExpectContinue = true;
+                if (!keepCached)
+                {
+                    req.Headers.TryAddWithoutValidation(NodeHttp.CacheHeader, "0");
+                }
                 return req;
             },
             attemptTimeout,

@@ -54,7 +54,7 @@ public sealed partial class BlobStore
     }
 
     /// <summary>Receives an upload's bytes into its temp file, hashing them (fsync'd at commit). Re-sending restarts it.</summary>
-    /// <param name="bypassCache">write around the page cache (a replica reads do not go to first)</param>
+    /// <param name="bypassCache">write around the page cache (a replica that GETs do not go to first)</param>
     public async Task<UploadResult> ReceiveAsync(string uploadId, PipeReader body, string? expectedEtag, CancellationToken ct, bool bypassCache = false)
     {
         CheckUploadId(uploadId);

@@ -99,7 +99,12 @@ public sealed class VolumeServer : IAsyncDisposable
         var app = builder.Build();
         var server = new VolumeServer(options, app, store, nodeId, NodeHttp.Create(options.Secret)) { Pins = new VerifiedPins(options.VerifyReads ? options.PinBytes : 0) };
         store.BlobRemoved = server.Pins.Evict;
-        store.UploadWritten = write => server.Metrics.UploadWrites.WithLabels(write.ToString().ToLowerInvariant()).Inc();
+        store.UploadWritten = write => server.Metrics.UploadWrites.WithLabels(write switch
+        {
+            FileWrite.Direct => "direct",
+            FileWrite.DirectRefused => "directrefused",
+            _ => "cached",
+        }).Inc();
         foreach (var peer in options.Peers)
         {
             server._peers[peer.TrimEnd('/')] = 0;
@@ -239,6 +244,13 @@ public sealed class VolumeServer : IAsyncDisposable
         {
             ServerHost.AllowLargeBody(ctx);
             var uploadId = RequireString(ctx, "upload_id");
+            // A header, not a query parameter: a volume of an older release ignores it (and refuses unknown parameters).
+            var bypassCache = ctx.Request.Headers[NodeHttp.CacheHeader].ToString() switch
+            {
+                "" or "1" => false,
+                "0" => true,
+                var other => throw new VolumeException(400, ApiError.Codes.InvalidArgument, $"{NodeHttp.CacheHeader} must be 0 or 1, not '{other}'"),
+            };
             if (RawQuery.Get(ctx, "key") is not null)
             {
                 // Prepare on arrival: refuse (full, faulty) before reading, so with Expect: 100-continue the
@@ -260,13 +272,6 @@ public sealed class VolumeServer : IAsyncDisposable
                     return injected;
                 }
             }
-            // cache=0: a replica reads do not go to first writes around the page cache (DirectWriter).
-            var bypassCache = RawQuery.Get(ctx, "cache") switch
-            {
-                null or "1" => false,
-                "0" => true,
-                var other => throw new VolumeException(400, ApiError.Codes.InvalidArgument, $"cache must be 0 or 1, not '{other}'"),
-            };
             var result = Faults.Take("upload_corrupt") is not null
                 ? await Store.ReceiveAsync(uploadId, new CorruptingStream(ctx.Request.Body), ctx.Request.Query["etag"], ctx.RequestAborted)
                 : await Store.ReceiveAsync(uploadId, ctx.Request.BodyReader, ctx.Request.Query["etag"], ctx.RequestAborted, bypassCache);
@@ -509,7 +514,7 @@ public sealed class VolumeServer : IAsyncDisposable
     private static readonly Dictionary<string, string[]> AllowedParams = new()
     {
         ["prepare"] = ["key", "upload_id", "expected_size"],
-        ["upload"] = ["upload_id", "etag", "key", "expected_size", "cache"],
+        ["upload"] = ["upload_id", "etag", "key", "expected_size"],
         ["status"] = ["upload_id"],
         ["pull"] = ["upload_id", "from", "etag"],
         ["commit"] = ["upload_id", "key", "version"],

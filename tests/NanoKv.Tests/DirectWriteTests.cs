@@ -87,5 +87,14 @@ public class DirectWriteTests
             // Each copy reads back whole from its own volume (the direct ones from disk, not from a cache the write filled).
             Assert.Equal(data, await c.Client.GetByteArrayAsync($"{v.Url}/direct/obj"));
         }
+
+        // The header takes 0 or 1 only, refused before the upload is prepared.
+        using var bad = new HttpRequestMessage(HttpMethod.Put, $"{c.Volumes[0]!.Url}/internal/upload?upload_id=0123456789abcdef0123456789abcdef&key=direct%2Fbad") { Content = new ByteArrayContent(data[..10]) };
+        bad.Headers.TryAddWithoutValidation(NodeHttp.CacheHeader, "maybe");
+        using var refused = await c.Client.SendAsync(bad);
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Contains(NodeHttp.CacheHeader, await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        using var status = await c.Client.GetAsync($"{c.Volumes[0]!.Url}/internal/upload?upload_id=0123456789abcdef0123456789abcdef");
+        Assert.Contains("unknown", await status.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
 }
