@@ -33,7 +33,6 @@ public sealed unsafe partial class DirectWriter : IDisposable
     private int _fill;
     private long _offset;
     private bool _direct = true;
-    private bool _wentDirect;
 
     private DirectWriter(SafeFileHandle file, int fd)
     {
@@ -42,8 +41,8 @@ public sealed unsafe partial class DirectWriter : IDisposable
         _buf = Buffers.TryTake(out var b) ? (byte*)b : (byte*)NativeMemory.AlignedAlloc(BufferBytes, Align);
     }
 
-    /// <summary>True once a block went to the file around the page cache.</summary>
-    public bool WentDirect => _wentDirect;
+    /// <summary>True when the device refused the alignment and the file went on through the page cache.</summary>
+    public bool Refused { get; private set; }
 
     /// <summary>Switches an open, empty file to O_DIRECT; null when that is not possible here (then write as usual).</summary>
     public static DirectWriter? TryStart(SafeFileHandle file)
@@ -53,12 +52,7 @@ public sealed unsafe partial class DirectWriter : IDisposable
             return null;
         }
         var fd = (int)file.DangerousGetHandle();
-        var flags = Fcntl(fd, 3 /* F_GETFL */, 0);
-        if (flags < 0 || Fcntl(fd, 4 /* F_SETFL */, flags | ODirect) != 0)
-        {
-            return null;
-        }
-        return new DirectWriter(file, fd);
+        return TrySetDirect(fd, true) ? new DirectWriter(file, fd) : null;
     }
 
     /// <summary>Appends data; full buffers are written out (blocking: the caller runs on a pool thread).</summary>
@@ -110,11 +104,11 @@ public sealed unsafe partial class DirectWriter : IDisposable
                 if (errno == 22 /* EINVAL: alignment refused */ && _direct)
                 {
                     SetDirect(false);
+                    Refused = true;
                     continue;
                 }
                 throw Error("pwrite", errno);
             }
-            _wentDirect |= _direct;
             p += n;
             count -= (int)n;
             _offset += n;
@@ -123,12 +117,17 @@ public sealed unsafe partial class DirectWriter : IDisposable
 
     private void SetDirect(bool on)
     {
-        var flags = Fcntl(_fd, 3 /* F_GETFL */, 0);
-        if (flags < 0 || Fcntl(_fd, 4 /* F_SETFL */, on ? flags | ODirect : flags & ~ODirect) != 0)
+        if (!TrySetDirect(_fd, on))
         {
             throw Error("fcntl");
         }
         _direct = on;
+    }
+
+    private static bool TrySetDirect(int fd, bool on)
+    {
+        var flags = Fcntl(fd, 3 /* F_GETFL */, 0);
+        return flags >= 0 && Fcntl(fd, 4 /* F_SETFL */, on ? flags | ODirect : flags & ~ODirect) == 0;
     }
 
     private IOException Error(string call, int? errno = null)

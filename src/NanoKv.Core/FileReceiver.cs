@@ -96,7 +96,7 @@ public static class FileReceiver
                     {
                         return new CopyResult(total, "", CopyStatus.OutputError, ex);
                     }
-                    var write = !bypassCache ? FileWrite.Cached : direct is { WentDirect: true } || (direct is not null && total < DirectWriter.Align) ? FileWrite.Direct : FileWrite.DirectRefused;
+                    var write = !bypassCache ? FileWrite.Cached : direct is null || direct.Refused ? FileWrite.DirectRefused : FileWrite.Direct;
                     return new CopyResult(total, hasher.FinalizeHex(), CopyStatus.Ok, null) { Write = write };
                 }
             }
