@@ -103,6 +103,22 @@ public class ProcessFaultTests(PostgresFixture pg) : IClassFixture<PostgresFixtu
                 : Directory.EnumerateFiles(Path.Combine(c.VolumeDir(i), "blobs"), "inflight", SearchOption.AllDirectories).Any()),
             TimeSpan.FromSeconds(30),
             $"the write uploaded everywhere and committed on {3 - stalledVolumes} volumes");
+        // "Uploaded" is written before the coordinator sends its commit: killing it then could beat the commit
+        // to a stalled volume, and the rule would never fire. Kill only once every stall holds a commit.
+        await TestCluster.WaitUntilAsync(
+            async () =>
+            {
+                for (var i = 0; i < stalledVolumes; i++)
+                {
+                    if (await c.FaultHitsAsync(i, "commit") < 1)
+                    {
+                        return false;
+                    }
+                }
+                return true;
+            },
+            TimeSpan.FromSeconds(30),
+            $"the commit held by the stall on {stalledVolumes} volumes");
         c.KillCoordinator();
         await Assert.ThrowsAnyAsync<HttpRequestException>(() => put.WaitAsync(TimeSpan.FromSeconds(30)));
         for (var i = 0; i < 3; i++)

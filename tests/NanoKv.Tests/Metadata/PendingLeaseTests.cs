@@ -39,6 +39,8 @@ public sealed class PendingLeaseTests(PostgresFixture pg) : IClassFixture<Postgr
             TimeSpan.FromSeconds(30),
             "the write committed on volumes 1 and 2");
         Assert.Equal(1, await PendingAsync(c, c.UrlB)); // B sees A's pending write (and leaves it: A's lease runs)
+        // Kill A only once the stall holds volume 0's commit (the other commits landing does not prove it was sent).
+        await TestCluster.WaitUntilAsync(async () => await c.FaultHitsAsync(0, "commit") == 1, TimeSpan.FromSeconds(30), "volume 0's commit held by the stall");
         c.KillCoordinator();
         var killed = Stopwatch.StartNew();
         await Assert.ThrowsAnyAsync<HttpRequestException>(() => put.WaitAsync(TimeSpan.FromSeconds(30)));
