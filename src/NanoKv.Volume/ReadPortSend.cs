@@ -68,12 +68,12 @@ internal sealed class PacketSender() : SocketAsyncEventArgs(unsafeSuppressExecut
 
 /// <summary>
 /// The read port's one send loop: header + a blob whose bytes are mapped at an address, sent with sendfile from
-/// the same file. With an expected BLAKE3 each chunk is hashed from the mapping before it goes out and the last
-/// chunk only leaves when the whole hash matched; without one (a pin verified earlier) the blob goes in two
-/// sends, the last chunk held for the final unchanged check. The next chunk is hashed while the previous one is
-/// being sent. lockWindows: the mapping is not locked as a whole, so each 1 MiB window is locked (neither evicted
-/// nor re-read from disk) while it is hashed and sent, unlocked once its send completed, and the next windows
-/// are read ahead; at most two windows are locked per read.
+/// the same file; the last chunk only leaves when the whole hash matched (with an expected BLAKE3) and the file
+/// is unchanged. A pinned mapping (locked whole) goes in two sends, all but the last chunk and then the last,
+/// hashed on another thread meanwhile. lockWindows: the mapping is not locked as a whole, so each 1 MiB window
+/// is locked (neither evicted nor re-read from disk) while it is hashed and sent, unlocked once its send
+/// completed, and the next windows are read ahead; at most two windows are locked per read; the next window
+/// is hashed while the previous one is being sent.
 /// </summary>
 internal static class MappedSend
 {
@@ -83,6 +83,12 @@ internal static class MappedSend
         var chunk = SendfileServer.Chunk;
         var tail = Math.Min(length, chunk);
         using var hasher = expectedEtag is null ? null : ContentHasher.New();
+        // A pin locks the whole mapping: the bytes hashed are the bytes sendfile reads, in whatever order. So a
+        // big blob is hashed on another thread while all but its last chunk goes out, and the last chunk waits
+        // for the match (1 GiB first reads: hash and send overlap instead of alternating per chunk).
+        var matched = hasher is null || lockWindows ? null
+            : length > tail ? Task.Run(() => Matches(hasher, addr, length, expectedEtag!))
+            : Task.FromResult(Matches(hasher, addr, length, expectedEtag!));
         Task? inFlight = null;
         var (lockedAt, lockedLength) = (0L, 0L);
         var corked = false;
@@ -90,7 +96,7 @@ internal static class MappedSend
         {
             for (long offset = 0; offset < length;)
             {
-                var count = hasher is null && !lockWindows
+                var count = !lockWindows
                     ? (length - offset > tail ? length - offset - tail : tail)
                     : Math.Min(chunk, length - offset);
                 var last = offset + count == length;
@@ -106,7 +112,7 @@ internal static class MappedSend
                         return offset == 0 ? ReadOutcome.NotStarted : ReadOutcome.Changed;
                     }
                 }
-                if (hasher is not null)
+                if (hasher is not null && lockWindows)
                 {
                     Hash(hasher, addr + (nint)offset, (int)count);
                     if (last && !string.Equals(hasher.FinalizeHex(), expectedEtag, StringComparison.OrdinalIgnoreCase))
@@ -124,9 +130,13 @@ internal static class MappedSend
                         _ = Native.munlock(addr + (nint)lockedAt, (nuint)lockedLength);
                     }
                 }
+                inFlight = null;
+                if (last && matched is not null && !await matched)
+                {
+                    return ReadOutcome.Corrupt; // everything sent so far has completed: cut after the quarantine
+                }
                 if (last && !unchanged())
                 {
-                    inFlight = null;
                     return ReadOutcome.Changed;
                 }
                 // All but the last send go out corked (full-sized segments only); the last one uncorked, so the
@@ -163,6 +173,10 @@ internal static class MappedSend
                 s.Dispose(); // cut the transfer; the send then completes with an error
             }
             await PacketSender.DrainAsync(inFlight);
+            if (matched is not null)
+            {
+                await matched; // the hasher is disposed after this: never under the hashing thread
+            }
             if (corked)
             {
                 _ = Cork(s, false); // an early return: whatever follows on this connection must not wait for the cork
@@ -186,6 +200,17 @@ internal static class MappedSend
     }
 
     private static unsafe void Hash(ContentHasher hasher, nint at, int count) => hasher.Update(new ReadOnlySpan<byte>((void*)at, count));
+
+    private static bool Matches(ContentHasher hasher, nint at, long length, string expectedEtag)
+    {
+        for (var done = 0L; done < length;)
+        {
+            var piece = (int)Math.Min(length - done, 1 << 30);
+            Hash(hasher, at + (nint)done, piece);
+            done += piece;
+        }
+        return string.Equals(hasher.FinalizeHex(), expectedEtag, StringComparison.OrdinalIgnoreCase);
+    }
 }
 
 /// <summary>
