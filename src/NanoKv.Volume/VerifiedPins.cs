@@ -9,21 +9,37 @@ namespace NanoKv.Volume;
 /// the bytes in memory are exactly the bytes that were verified, and a later full GET sends them without
 /// hashing again. Blobs are immutable once committed (replacements get a new file and mtime), which the
 /// identity check (length + mtime) relies on. Bounded by a byte budget; least recently used pins are dropped
-/// first, never while a read holds them.
+/// first, never while a read holds them, and never while they were read in the last <see cref="DefaultKeepRecent"/>:
+/// a cyclic read over more blobs than the budget holds (a scan, a client reading everything in turn) would
+/// otherwise evict each pin just before its next read, so that no read ever hits and every one pays the hash
+/// plus an mlock and munmap. Kept recent pins hold a stable subset instead; the other reads hash as without pins.
 /// </summary>
 public sealed unsafe partial class VerifiedPins : IDisposable
 {
     private readonly object _lock = new();
     private readonly Dictionary<string, Pin> _pins = new(StringComparer.Ordinal);
     private readonly LinkedList<Pin> _lru = new();
+    private readonly long _keepRecentMs;
+    private readonly Func<long> _nowMs;
     private long _used;
     private int _count;
     private bool _disabled;
 
+    /// <summary>A pin read within this long is not evicted to make room for another.</summary>
+    public static readonly TimeSpan DefaultKeepRecent = TimeSpan.FromSeconds(30);
+
     /// <summary>Pins at most (each keeps its file open, so fds stay bounded).</summary>
     public const int MaxPins = 1024;
 
-    public VerifiedPins(long budgetBytes) => Budget = Math.Max(0, budgetBytes);
+    /// <param name="budgetBytes">Bytes that may be locked at once.</param>
+    /// <param name="keepRecent">Pins read within this long are not evicted (default <see cref="DefaultKeepRecent"/>).</param>
+    /// <param name="nowMs">Clock in milliseconds (tests); default Environment.TickCount64.</param>
+    public VerifiedPins(long budgetBytes, TimeSpan? keepRecent = null, Func<long>? nowMs = null)
+    {
+        Budget = Math.Max(0, budgetBytes);
+        _keepRecentMs = (long)(keepRecent ?? DefaultKeepRecent).TotalMilliseconds;
+        _nowMs = nowMs ?? (() => Environment.TickCount64);
+    }
 
     /// <summary>Bytes that may be locked at once.</summary>
     public long Budget { get; }
@@ -73,6 +89,7 @@ public sealed unsafe partial class VerifiedPins : IDisposable
                 return null;
             }
             pin.Refs++;
+            pin.LastUsedMs = _nowMs();
             _lru.Remove(pin.Node);
             _lru.AddLast(pin.Node);
             return new Lease(this, pin);
@@ -168,6 +185,7 @@ public sealed unsafe partial class VerifiedPins : IDisposable
                 return; // another reader pinned it first: this one stays unlisted, unmapped when the lease ends
             }
             _pins[pin.Path] = pin;
+            pin.LastUsedMs = _nowMs();
             pin.Node = _lru.AddLast(pin);
             pin.Listed = true;
         }
@@ -228,10 +246,11 @@ public sealed unsafe partial class VerifiedPins : IDisposable
     private bool MakeRoomLocked(long length)
     {
         var node = _lru.First;
+        var idleSince = _nowMs() - _keepRecentMs;
         while ((_used + length > Budget || _count >= MaxPins) && node is not null)
         {
             var next = node.Next;
-            if (node.Value.Refs == 0)
+            if (node.Value.Refs == 0 && node.Value.LastUsedMs <= idleSince)
             {
                 RemoveLocked(node.Value);
             }
@@ -280,6 +299,7 @@ public sealed unsafe partial class VerifiedPins : IDisposable
         lock (_lock)
         {
             pin.Refs--;
+            pin.LastUsedMs = _nowMs(); // idle from the end of its last read, not its start
             if (pin.Refs == 0 && !pin.Listed)
             {
                 UnmapLocked(pin); // evicted, never committed, or a duplicate: nobody can find it again
@@ -321,6 +341,7 @@ public sealed unsafe partial class VerifiedPins : IDisposable
         internal SafeFileHandle Handle { get; } = handle;
         internal nint Address { get; set; } = address;
         internal int Refs { get; set; }
+        internal long LastUsedMs { get; set; }
         internal bool Listed { get; set; }
         internal LinkedListNode<Pin> Node { get; set; } = null!;
     }

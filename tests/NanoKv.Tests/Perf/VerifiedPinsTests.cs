@@ -84,7 +84,8 @@ public class VerifiedPinsTests
     public void TheBudgetEvictsIdlePinsAndNeverOneInUse()
     {
         var blobs = Enumerable.Range(0, 3).Select(_ => Blob(4 * MiB)).ToList();
-        using var pins = new VerifiedPins((4 * MiB * 2) + MiB);
+        var now = 1_000_000L;
+        using var pins = new VerifiedPins((4 * MiB * 2) + MiB, nowMs: () => now);
         var leases = new List<VerifiedPins.Lease>();
         foreach (var (path, _) in blobs.Take(2))
         {
@@ -94,6 +95,9 @@ public class VerifiedPinsTests
         }
         Assert.Null(pins.TryPin(blobs[2].Path)); // both in use: no room, the read falls back to hashing
         leases[0].Dispose();
+        now += (long)VerifiedPins.DefaultKeepRecent.TotalMilliseconds - 1;
+        Assert.Null(pins.TryPin(blobs[2].Path)); // idle, but read too recently to be evicted
+        now += 1;
         using (var third = pins.TryPin(blobs[2].Path))
         {
             Assert.NotNull(third); // the idle, least recently used pin made room
@@ -106,6 +110,37 @@ public class VerifiedPinsTests
         }
         leases[1].Dispose();
         Assert.True(pins.Used <= pins.Budget);
+    }
+
+    [Fact]
+    public void ACyclicReadOverMoreThanTheBudgetKeepsAStableSubsetPinned()
+    {
+        // Five blobs read in turn, room for two: plain LRU would evict each pin just before its next read (0 hits).
+        var blobs = Enumerable.Range(0, 5).Select(_ => Blob(MiB)).ToList();
+        var now = 1_000_000L;
+        using var pins = new VerifiedPins((2 * MiB) + (MiB / 2), nowMs: () => now);
+        var hits = 0;
+        for (var round = 0; round < 4; round++)
+        {
+            foreach (var (path, _) in blobs)
+            {
+                now += 100; // a round takes well under the keep-recent time
+                using var hit = pins.TryAcquire(path);
+                if (hit is not null)
+                {
+                    hits++;
+                    continue;
+                }
+                using var pin = pins.TryPin(path);
+                if (pin is not null)
+                {
+                    pins.Commit(pin);
+                }
+            }
+        }
+        Assert.Equal(2 * 3, hits); // the first two blobs, in each round after the first
+        Assert.NotNull(pins.TryAcquire(blobs[0].Path));
+        Assert.Null(pins.TryAcquire(blobs[4].Path));
     }
 
     [Fact]
