@@ -19,7 +19,6 @@ public sealed unsafe partial class VerifiedPins : IDisposable
     private readonly object _lock = new();
     private readonly Dictionary<string, Pin> _pins = new(StringComparer.Ordinal);
     private readonly LinkedList<Pin> _lru = new();
-    private readonly long _keepRecentMs;
     private readonly Func<long> _nowMs;
     private long _used;
     private int _count;
@@ -32,12 +31,10 @@ public sealed unsafe partial class VerifiedPins : IDisposable
     public const int MaxPins = 1024;
 
     /// <param name="budgetBytes">Bytes that may be locked at once.</param>
-    /// <param name="keepRecent">Pins read within this long are not evicted (default <see cref="DefaultKeepRecent"/>).</param>
     /// <param name="nowMs">Clock in milliseconds (tests); default Environment.TickCount64.</param>
-    public VerifiedPins(long budgetBytes, TimeSpan? keepRecent = null, Func<long>? nowMs = null)
+    public VerifiedPins(long budgetBytes, Func<long>? nowMs = null)
     {
         Budget = Math.Max(0, budgetBytes);
-        _keepRecentMs = (long)(keepRecent ?? DefaultKeepRecent).TotalMilliseconds;
         _nowMs = nowMs ?? (() => Environment.TickCount64);
     }
 
@@ -246,7 +243,7 @@ public sealed unsafe partial class VerifiedPins : IDisposable
     private bool MakeRoomLocked(long length)
     {
         var node = _lru.First;
-        var idleSince = _nowMs() - _keepRecentMs;
+        var idleSince = _nowMs() - (long)DefaultKeepRecent.TotalMilliseconds;
         while ((_used + length > Budget || _count >= MaxPins) && node is not null)
         {
             var next = node.Next;
