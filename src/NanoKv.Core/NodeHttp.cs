@@ -15,6 +15,32 @@ public static class NodeHttp
     /// <summary>On an upload, "0": write it around the page cache (a replica that GETs do not go to first).</summary>
     public const string CacheHeader = "X-NanoKv-Cache";
 
+    /// <summary>
+    /// Query parameter of a redirect to a volume: the committed version the coordinator looked up. The volume
+    /// answers 404 when its blob has another version (the key was deleted and written again since the lookup,
+    /// possibly not committed yet), so a redirected read never returns a write the metadata does not hold.
+    /// </summary>
+    public const string VersionParam = "v";
+
+    /// <summary>The version a request asks for (<see cref="VersionParam"/>), or null.</summary>
+    public static long? RequestedVersion(string rawTarget)
+    {
+        var q = rawTarget.IndexOf('?', StringComparison.Ordinal);
+        if (q < 0)
+        {
+            return null;
+        }
+        foreach (var part in rawTarget[(q + 1)..].Split('&'))
+        {
+            if (part.StartsWith(VersionParam + "=", StringComparison.Ordinal)
+                && long.TryParse(part.AsSpan(VersionParam.Length + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var v))
+            {
+                return v;
+            }
+        }
+        return null;
+    }
+
     public static HttpClient Create(string? secret, TimeSpan? timeout = null)
     {
         var handler = new SocketsHttpHandler

@@ -219,8 +219,11 @@ internal static class MappedSend
 /// </summary>
 internal static class WindowedSend
 {
-    /// <summary>Sends the blob at path; NotStarted when it could not start (nothing sent: answer some other way).</summary>
-    public static async Task<(ReadOutcome Outcome, long Length)> SendAsync(Socket s, PacketSender sender, string path, string etag, Func<long, long, byte[]> header, TimeSpan timeout)
+    /// <summary>
+    /// Sends the blob at path; NotStarted when it could not start (nothing sent: answer some other way), also when
+    /// header (given length and version) returns null.
+    /// </summary>
+    public static async Task<(ReadOutcome Outcome, long Length)> SendAsync(Socket s, PacketSender sender, string path, string etag, Func<long, long, byte[]?> header, TimeSpan timeout)
     {
         SafeFileHandle handle;
         try
@@ -232,7 +235,7 @@ internal static class WindowedSend
             return (ReadOutcome.NotStarted, 0);
         }
         using var file = new FileStream(handle, FileAccess.Read, 0, isAsync: true);
-        if (!Stamp.OfHandle(handle, out var stamp) || stamp.Size <= 0)
+        if (!Stamp.OfHandle(handle, out var stamp) || stamp.Size <= 0 || header(stamp.Size, stamp.MtimeNs / 1000) is not { } head)
         {
             return (ReadOutcome.NotStarted, 0);
         }
@@ -244,7 +247,7 @@ internal static class WindowedSend
         try
         {
             var outcome = await MappedSend.SendAsync(s, sender, file, addr, stamp.Size, () => Stamp.OfHandle(handle, out var now) && now == stamp,
-                header(stamp.Size, stamp.MtimeNs / 1000), etag, lockWindows: true, timeout);
+                head, etag, lockWindows: true, timeout);
             return (outcome, stamp.Size);
         }
         finally

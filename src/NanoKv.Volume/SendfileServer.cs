@@ -222,6 +222,9 @@ public sealed class SendfileServer : IAsyncDisposable
         {
             return await SendRedirectAsync(s, req, close: false); // missing, or a blob without a recorded hash
         }
+        // A redirect names the committed version it looked up: another version here means the key changed since
+        // (possibly a write not committed yet), and the main port answers 404 for it.
+        var want = NodeHttp.RequestedVersion(req.Target);
         var verified = true;
         var lease = volume.Pins.TryAcquire(path);
         if (lease is null)
@@ -229,13 +232,18 @@ public sealed class SendfileServer : IAsyncDisposable
             verified = false;
             lease = volume.Pins.TryPin(path);
         }
+        if (lease is not null && want is long w && lease.Pin.Stamp.MtimeNs / 1000 != w)
+        {
+            lease.Dispose();
+            return await SendRedirectAsync(s, req, close: false);
+        }
         ReadOutcome outcome;
         string kind;
         long sent;
         if (lease is null)
         {
             // Not pinnable whole (not all cached, over the budget, pins off): locked 1 MiB windows instead.
-            var (windowed, length) = await WindowedSend.SendAsync(s, sender, path, etag, (length, version) => OkHeader(length, etag, version, req.KeepAlive), SendTimeout);
+            var (windowed, length) = await WindowedSend.SendAsync(s, sender, path, etag, (length, version) => want is long w && version != w ? null : OkHeader(length, etag, version, req.KeepAlive), SendTimeout);
             if (windowed == ReadOutcome.NotStarted)
             {
                 return await SendRedirectAsync(s, req, close: false);

@@ -36,7 +36,8 @@ public sealed partial class ObjectStore
     /// port for a plain full GET, its main port otherwise (ranges, conditionals, no read port).
     /// </summary>
     public string DirectUrl(ReadPlan plan, ReplicaLocation replica, bool plainGet = false) =>
-        (plainGet ? replica.ReadUrl ?? replica.Url : replica.Url) + "/" + KeyCodec.UrlPath(plan.Key) + Presign(plan.Key);
+        (plainGet ? replica.ReadUrl ?? replica.Url : replica.Url) + "/" + KeyCodec.UrlPath(plan.Key)
+        + $"?{NodeHttp.VersionParam}={plan.Meta.Version.ToString(System.Globalization.CultureInfo.InvariantCulture)}" + Presign(plan.Key);
 
     /// <summary>
     /// Streams the object (or a range) from the first replica that serves it into sink. Full bodies are
@@ -99,7 +100,7 @@ public sealed partial class ObjectStore
         return false;
     }
 
-    /// <summary>exp/sig query for a volume URL when the cluster has a secret (volumes refuse unsigned reads then).</summary>
+    /// <summary>exp/sig query parameters (after another one) for a volume URL when the cluster has a secret (volumes refuse unsigned reads then).</summary>
     private string Presign(byte[] key)
     {
         if (string.IsNullOrEmpty(secret))
@@ -107,7 +108,7 @@ public sealed partial class ObjectStore
             return "";
         }
         var exp = DateTimeOffset.UtcNow.Add(PresignLifetime).ToUnixTimeSeconds();
-        return $"?exp={exp}&sig={ClusterAuth.Sign(secret, KeyCodec.Encode(key), exp)}";
+        return $"&exp={exp}&sig={ClusterAuth.Sign(secret, KeyCodec.Encode(key), exp)}";
     }
 
     /// <summary>

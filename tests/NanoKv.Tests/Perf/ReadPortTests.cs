@@ -44,6 +44,46 @@ public class ReadPortTests
         Assert.Equal(0, volume.Metrics.SendfileReads.WithLabels("redirected").Value);
     }
 
+    /// <summary>
+    /// A redirect names the committed version the coordinator looked up. Followed after the key was deleted and
+    /// written again, it must not return the new blob: that write may not be committed yet (or may be rolled
+    /// back), and a later read through the coordinator could still say 404 — the read would flicker. Found by
+    /// <c>LinearizabilityTests</c> under load.
+    /// </summary>
+    [Fact]
+    public async Task ARedirectTakenBeforeADeleteAndRewriteNeverReadsTheNewWrite()
+    {
+        await using var c = await TestCluster.StartAsync(volumes: 3, replicas: 3);
+        var old = RandomNumberGenerator.GetBytes((2 * MiB) + 3);
+        (await c.Client.PutAsync($"{c.Url}/flip", new ByteArrayContent(old))).EnsureSuccessStatusCode();
+        using var noFollow = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false });
+        Uri location;
+        using (var redirect = await noFollow.GetAsync($"{c.Url}/flip"))
+        {
+            Assert.True((int)redirect.StatusCode is 302 or 307, $"{redirect.StatusCode}");
+            location = redirect.Headers.Location!;
+        }
+        Assert.Equal(old, await noFollow.GetByteArrayAsync(location)); // the version it names is there: served
+
+        (await c.Client.DeleteAsync($"{c.Url}/flip")).EnsureSuccessStatusCode();
+        var fresh = RandomNumberGenerator.GetBytes((2 * MiB) + 3);
+        (await c.Client.PutAsync($"{c.Url}/flip", new ByteArrayContent(fresh))).EnsureSuccessStatusCode();
+
+        // The read port sends the stale version to the main port, which answers 404 with the reason.
+        using (var stale = await c.Client.GetAsync(location))
+        {
+            Assert.Equal(HttpStatusCode.NotFound, stale.StatusCode);
+            Assert.Contains("changed since the coordinator's lookup", await stale.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+        using (var ranged = new HttpRequestMessage(HttpMethod.Get, location))
+        {
+            ranged.Headers.Range = new System.Net.Http.Headers.RangeHeaderValue(0, 9);
+            using var resp = await c.Client.SendAsync(ranged);
+            Assert.Equal(HttpStatusCode.NotFound, resp.StatusCode);
+        }
+        Assert.Equal(fresh, await c.Client.GetByteArrayAsync($"{c.Url}/flip")); // a new lookup reads the new version
+    }
+
     [Fact]
     public async Task EverythingButAPlainGetIsAnsweredByTheMainPort()
     {
