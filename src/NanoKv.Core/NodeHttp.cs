@@ -84,8 +84,10 @@ public static class NodeHttp
     /// The URL of a key on a node, exactly as encoded. System.Uri would otherwise unescape "%2E" and drop dot
     /// segments, turning the keys "." and ".." into "/".
     /// </summary>
-    public static Uri ObjectUri(string baseUrl, ReadOnlySpan<byte> key) =>
-        new(baseUrl.TrimEnd('/') + "/" + KeyCodec.UrlPath(key), new UriCreationOptions { DangerousDisablePathAndQueryCanonicalization = true });
+    public static Uri ObjectUri(string baseUrl, ReadOnlySpan<byte> key, long? version = null) =>
+        new(baseUrl.TrimEnd('/') + "/" + KeyCodec.UrlPath(key)
+            + (version is long v ? $"?{VersionParam}={v.ToString(System.Globalization.CultureInfo.InvariantCulture)}" : ""),
+            new UriCreationOptions { DangerousDisablePathAndQueryCanonicalization = true });
 
     /// <summary>True for failures worth retrying: connection errors, timeouts, 5xx except 507, and 429.</summary>
     public static bool IsTransient(HttpStatusCode status) =>

@@ -50,6 +50,7 @@ public sealed partial class ObjectStore
         {
             return new StoreError(StoreErrorKind.Unavailable, $"no live replica of {KeyCodec.Display(plan.Key)} (replicas: {string.Join(", ", plan.Meta.Replicas)})");
         }
+        var absent = 0;
         foreach (var c in plan.Candidates)
         {
             if (range is null && plan.Meta.Size >= SpliceRelay.MinBytes && c.ReadUrl is { } readUrl && sink.Raw is { } raw
@@ -58,15 +59,25 @@ public sealed partial class ObjectStore
                 return null;
             }
             // A full read goes to the replica's sendfile read port (the volume's cheapest path); ranges to its main port.
-            if (await TryReadAsync(range is null ? c.ReadUrl ?? c.Url : c.Url, plan.Key, plan.Meta, range, sink, ct))
+            switch (await TryReadAsync(range is null ? c.ReadUrl ?? c.Url : c.Url, plan.Key, plan.Meta, range, sink, ct))
             {
-                return null;
+                case ReplicaRead.Served:
+                    return null;
+                case ReplicaRead.Absent:
+                    absent++; // no blob of this version there: not a node failure
+                    continue;
             }
             nodes.ReportFailure(c.NodeId);
             if (sink.HasStarted)
             {
                 return null;
             }
+        }
+        // Every replica lacks this version and the key now has another one (or none): it changed since the lookup,
+        // and it was absent in between, so 404 is the answer. The same version still committed is a real failure.
+        if (absent == plan.Candidates.Count && Head(plan.Key) is var now && now?.Version != plan.Meta.Version)
+        {
+            return new StoreError(StoreErrorKind.NotFound, $"key {KeyCodec.Display(plan.Key)} not found (deleted or replaced while it was being read)");
         }
         return new StoreError(StoreErrorKind.Unavailable, "every replica failed to serve the object");
     }
@@ -121,7 +132,7 @@ public sealed partial class ObjectStore
     {
         sink.Begin(200, plan.Meta.Size, null); // the head is built from the response as the front end and Begin set it
         var secret = volumes.Http.DefaultRequestHeaders.TryGetValues(ClusterAuth.Header, out var values) ? values.FirstOrDefault() : null;
-        var (outcome, error) = await SpliceRelay.RelayAsync(NodeHttp.ObjectUri(readUrl, plan.Key), secret, plan.Meta.Etag, plan.Meta.Size, raw, ct);
+        var (outcome, error) = await SpliceRelay.RelayAsync(NodeHttp.ObjectUri(readUrl, plan.Key, plan.Meta.Version), secret, plan.Meta.Etag, plan.Meta.Size, raw, ct);
         Metrics.SpliceRelays.WithLabels(outcome switch
         {
             RelayOutcome.Sent => "sent",
@@ -147,10 +158,22 @@ public sealed partial class ObjectStore
         return true;
     }
 
-    /// <summary>One replica: true when it served (or the client saw a cut), false to try the next replica.</summary>
-    private async Task<bool> TryReadAsync(string url, byte[] key, ObjectMeta meta, ByteRange? range, IObjectSink sink, CancellationToken ct)
+    /// <summary>How one replica's read ended.</summary>
+    private enum ReplicaRead
     {
-        var target = NodeHttp.ObjectUri(url, key);
+        /// <summary>It served (or the client saw a cut).</summary>
+        Served,
+
+        /// <summary>It failed before the client saw anything: try the next replica.</summary>
+        Failed,
+
+        /// <summary>It has no blob of the committed version (404): try the next replica.</summary>
+        Absent,
+    }
+
+    private async Task<ReplicaRead> TryReadAsync(string url, byte[] key, ObjectMeta meta, ByteRange? range, IObjectSink sink, CancellationToken ct)
+    {
+        var target = NodeHttp.ObjectUri(url, key, meta.Version); // a blob of another version is not this object
         HttpResponseMessage resp;
         while (true)
         {
@@ -165,7 +188,7 @@ public sealed partial class ObjectStore
             }
             catch (HttpRequestException)
             {
-                return false;
+                return ReplicaRead.Failed;
             }
             // The read port hands what it does not serve itself (a blob not in memory, say) to the volume's main
             // port with a 307: follow it once.
@@ -178,9 +201,13 @@ public sealed partial class ObjectStore
         }
         using (resp)
         {
-            if ((int)resp.StatusCode >= 500 || resp.StatusCode == System.Net.HttpStatusCode.NotFound)
+            if (resp.StatusCode == System.Net.HttpStatusCode.NotFound)
             {
-                return false;
+                return ReplicaRead.Absent;
+            }
+            if ((int)resp.StatusCode >= 500)
+            {
+                return ReplicaRead.Failed;
             }
             sink.Begin((int)resp.StatusCode, resp.Content.Headers.ContentLength, resp.Content.Headers.ContentRange?.ToString());
             await using var body = await resp.Content.ReadAsStreamAsync(ct);
@@ -208,11 +235,11 @@ public sealed partial class ObjectStore
                 {
                     // Nothing reached the client yet (the held-back chunk was all there was): try the next replica.
                     sink.Reset();
-                    return false;
+                    return ReplicaRead.Failed;
                 }
                 sink.Abort();
             }
-            return true;
+            return ReplicaRead.Served;
         }
     }
 }
