@@ -84,6 +84,29 @@ public class ReadPortTests
         Assert.Equal(fresh, await c.Client.GetByteArrayAsync($"{c.Url}/flip")); // a new lookup reads the new version
     }
 
+    /// <summary>
+    /// Proxied reads name the committed version too. Ranges are not hashed against the committed etag, so before
+    /// that a ranged read would have relayed a rewrite's bytes that the metadata does not hold yet.
+    /// </summary>
+    [Fact]
+    public async Task AProxiedRangeNeverReadsABlobOfAnotherVersionThanTheCommittedOne()
+    {
+        await using var c = await TestCluster.StartAsync(volumes: 3, replicas: 3);
+        var committed = RandomNumberGenerator.GetBytes(MiB);
+        (await c.Client.PutAsync($"{c.Url}/rewritten", new ByteArrayContent(committed))).EnsureSuccessStatusCode();
+        // Every replica now holds another version: a rewrite on the volumes whose metadata has not committed.
+        var other = RandomNumberGenerator.GetBytes(MiB);
+        for (var i = 0; i < 3; i++)
+        {
+            await StoreAsync(c.Volume(i), "rewritten", other);
+        }
+        using var req = new HttpRequestMessage(HttpMethod.Get, $"{c.Url}/rewritten?proxy=1");
+        req.Headers.Range = new System.Net.Http.Headers.RangeHeaderValue(0, 99);
+        using var resp = await c.Client.SendAsync(req);
+        // The metadata still names its version and no replica has it: a failure to report, never the other bytes.
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, resp.StatusCode);
+    }
+
     [Fact]
     public async Task EverythingButAPlainGetIsAnsweredByTheMainPort()
     {
