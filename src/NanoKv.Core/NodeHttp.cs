@@ -22,24 +22,12 @@ public static class NodeHttp
     /// </summary>
     public const string VersionParam = "v";
 
-    /// <summary>The version a request asks for (<see cref="VersionParam"/>), or null.</summary>
-    public static long? RequestedVersion(string rawTarget)
-    {
-        var q = rawTarget.IndexOf('?', StringComparison.Ordinal);
-        if (q < 0)
-        {
-            return null;
-        }
-        foreach (var part in rawTarget[(q + 1)..].Split('&'))
-        {
-            if (part.StartsWith(VersionParam + "=", StringComparison.Ordinal)
-                && long.TryParse(part.AsSpan(VersionParam.Length + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var v))
-            {
-                return v;
-            }
-        }
-        return null;
-    }
+    /// <summary>"v=VERSION", the query parameter naming a committed version.</summary>
+    public static string VersionQuery(long version) => $"{VersionParam}={version.ToString(System.Globalization.CultureInfo.InvariantCulture)}";
+
+    /// <summary>The version a request asks for (the value of <see cref="VersionParam"/>), or null when absent or malformed.</summary>
+    public static long? ParseVersion(string? value) =>
+        long.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var v) ? v : null;
 
     public static HttpClient Create(string? secret, TimeSpan? timeout = null)
     {
@@ -85,8 +73,7 @@ public static class NodeHttp
     /// segments, turning the keys "." and ".." into "/".
     /// </summary>
     public static Uri ObjectUri(string baseUrl, ReadOnlySpan<byte> key, long? version = null) =>
-        new(baseUrl.TrimEnd('/') + "/" + KeyCodec.UrlPath(key)
-            + (version is long v ? $"?{VersionParam}={v.ToString(System.Globalization.CultureInfo.InvariantCulture)}" : ""),
+        new(baseUrl.TrimEnd('/') + "/" + KeyCodec.UrlPath(key) + (version is long v ? "?" + VersionQuery(v) : ""),
             new UriCreationOptions { DangerousDisablePathAndQueryCanonicalization = true });
 
     /// <summary>True for failures worth retrying: connection errors, timeouts, 5xx except 507, and 429.</summary>

@@ -206,11 +206,11 @@ public sealed class SendfileServer : IAsyncDisposable
         {
             return await SendRedirectAsync(s, req, close: false);
         }
+        var q = req.Target.IndexOf('?', StringComparison.Ordinal);
+        var query = QueryHelpers.ParseQuery(q < 0 ? "" : req.Target[q..]);
+        string? Param(string name) => query.TryGetValue(name, out var v) ? v.ToString() : null;
         if (volume.Options.Secret is { Length: > 0 } secret && !ClusterAuth.HasSecret(req.Secret ?? "", secret))
         {
-            var q = req.Target.IndexOf('?', StringComparison.Ordinal);
-            var query = QueryHelpers.ParseQuery(q < 0 ? "" : req.Target[q..]);
-            string? Param(string name) => query.TryGetValue(name, out var v) ? v.ToString() : null;
             if (!ClusterAuth.HasValidSignature(Param("exp"), Param("sig"), secret, KeyCodec.Encode(key)))
             {
                 return await SendRedirectAsync(s, req, close: false); // the main port answers 401 with its body
@@ -224,7 +224,7 @@ public sealed class SendfileServer : IAsyncDisposable
         }
         // A redirect names the committed version it looked up: another version here means the key changed since
         // (possibly a write not committed yet), and the main port answers 404 for it.
-        var want = NodeHttp.RequestedVersion(req.Target);
+        var want = NodeHttp.ParseVersion(Param(NodeHttp.VersionParam));
         var verified = true;
         var lease = volume.Pins.TryAcquire(path);
         if (lease is null)

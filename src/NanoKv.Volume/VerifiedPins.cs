@@ -86,7 +86,6 @@ public sealed unsafe partial class VerifiedPins : IDisposable
                 return null;
             }
             pin.Refs++;
-            pin.LastUsedMs = _nowMs();
             _lru.Remove(pin.Node);
             _lru.AddLast(pin.Node);
             return new Lease(this, pin);
@@ -182,7 +181,6 @@ public sealed unsafe partial class VerifiedPins : IDisposable
                 return; // another reader pinned it first: this one stays unlisted, unmapped when the lease ends
             }
             _pins[pin.Path] = pin;
-            pin.LastUsedMs = _nowMs();
             pin.Node = _lru.AddLast(pin);
             pin.Listed = true;
         }
@@ -296,7 +294,7 @@ public sealed unsafe partial class VerifiedPins : IDisposable
         lock (_lock)
         {
             pin.Refs--;
-            pin.LastUsedMs = _nowMs(); // idle from the end of its last read, not its start
+            pin.LastUsedMs = _nowMs(); // idle from the end of its last read (a pin in use is never evicted)
             if (pin.Refs == 0 && !pin.Listed)
             {
                 UnmapLocked(pin); // evicted, never committed, or a duplicate: nobody can find it again

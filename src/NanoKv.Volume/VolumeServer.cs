@@ -437,12 +437,13 @@ public sealed class VolumeServer : IAsyncDisposable
         {
             return ApiError.NotFoundResult($"no blob for key {KeyCodec.Display(key)}");
         }
-        if (NodeHttp.RequestedVersion(ServerHost.RawTarget(ctx)) is long want && BlobStore.TimeToVersion(fi.LastWriteTimeUtc) is var have && have != want)
+        var version = BlobStore.TimeToVersion(fi.LastWriteTimeUtc);
+        if (NodeHttp.ParseVersion(ctx.Request.Query[NodeHttp.VersionParam]) is long want && version != want)
         {
-            return ApiError.NotFoundResult($"key {KeyCodec.Display(key)} is at version {have} here, not {want}: it changed since the coordinator's lookup; read it again through the coordinator");
+            return ApiError.NotFoundResult($"key {KeyCodec.Display(key)} is at version {version} here, not {want}: it changed since the coordinator's lookup; read it again through the coordinator");
         }
         var etag = BlobStore.StoredEtag(path);
-        ctx.Response.Headers["X-NanoKv-Version"] = BlobStore.TimeToVersion(fi.LastWriteTimeUtc).ToString(CultureInfo.InvariantCulture);
+        ctx.Response.Headers["X-NanoKv-Version"] = version.ToString(CultureInfo.InvariantCulture);
         var tag = etag is null ? null : new Microsoft.Net.Http.Headers.EntityTagHeaderValue("\"" + etag + "\"");
         if (HttpMethods.IsHead(ctx.Request.Method))
         {

@@ -37,7 +37,7 @@ public sealed partial class ObjectStore
     /// </summary>
     public string DirectUrl(ReadPlan plan, ReplicaLocation replica, bool plainGet = false) =>
         (plainGet ? replica.ReadUrl ?? replica.Url : replica.Url) + "/" + KeyCodec.UrlPath(plan.Key)
-        + $"?{NodeHttp.VersionParam}={plan.Meta.Version.ToString(System.Globalization.CultureInfo.InvariantCulture)}" + Presign(plan.Key);
+        + "?" + NodeHttp.VersionQuery(plan.Meta.Version) + Presign(plan.Key);
 
     /// <summary>
     /// Streams the object (or a range) from the first replica that serves it into sink. Full bodies are
