@@ -4,6 +4,8 @@ using System.Net.Http.Json;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
+using NanoKv.Coordinator;
+using NanoKv.Coordinator.Core;
 using NanoKv.Core;
 using NanoKv.Core.Hashing;
 using NanoKv.Tests.Infrastructure;
@@ -105,6 +107,36 @@ public class ReadPortTests
         using var resp = await c.Client.SendAsync(req);
         // The metadata still names its version and no replica has it: a failure to report, never the other bytes.
         Assert.Equal(HttpStatusCode.ServiceUnavailable, resp.StatusCode);
+    }
+
+    [Fact]
+    public async Task AProxiedReadOfAKeyDeletedOrRewrittenAfterItsLookupIsNotFoundAndBlamesNoVolume()
+    {
+        await using var c = await TestCluster.StartAsync(volumes: 3, replicas: 3);
+        var store = c.Coordinator.Objects;
+        var key = Encoding.UTF8.GetBytes("moving");
+        (await c.Client.PutAsync($"{c.Url}/moving", new ByteArrayContent(RandomNumberGenerator.GetBytes(MiB)))).EnsureSuccessStatusCode();
+
+        // Looked up, then deleted before the read reaches a replica: every replica lacks that version.
+        var stale = store.Locate(key).Value!;
+        Assert.Equal(HttpStatusCode.NoContent, (await c.Client.DeleteAsync($"{c.Url}/moving")).StatusCode);
+        var sink = new MemorySink();
+        var error = await store.ReadAsync(stale, null, sink, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(StoreErrorKind.NotFound, error?.Kind);
+        Assert.Equal(0, sink.Buffer.Length);
+
+        // Looked up, then deleted and written again: the replicas hold another version, which is not this read's.
+        var again = RandomNumberGenerator.GetBytes(MiB);
+        (await c.Client.PutAsync($"{c.Url}/moving", new ByteArrayContent(again))).EnsureSuccessStatusCode();
+        var older = store.Locate(key).Value!;
+        Assert.Equal(HttpStatusCode.NoContent, (await c.Client.DeleteAsync($"{c.Url}/moving")).StatusCode);
+        (await c.Client.PutAsync($"{c.Url}/moving", new ByteArrayContent(RandomNumberGenerator.GetBytes(MiB)))).EnsureSuccessStatusCode();
+        error = await store.ReadAsync(older, null, sink, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(StoreErrorKind.NotFound, error?.Kind);
+        Assert.Equal(0, sink.Buffer.Length);
+
+        // A replica without the version is no failed node: all three stay alive for the next read.
+        Assert.All(c.Volumes, v => Assert.Equal(NodeStatus.Alive, c.Coordinator.Nodes.StatusOf(v!.NodeId)));
     }
 
     [Fact]
