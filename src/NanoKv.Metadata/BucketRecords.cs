@@ -67,4 +67,5 @@ public sealed record S3ObjectRecord
 public sealed record MultipartRecord(string Bucket, byte[] Key, string UploadId, string Owner, long InitiatedMs, ObjectAttributes Attributes);
 
 /// <summary>An uploaded part of a multipart upload (the latest upload of that part number).</summary>
-public sealed record PartRecord(int PartNumber, byte[] BlobKey, long Size, string Md5Etag, string Blake3, long LastModifiedMs);
+/// <remarks>ChecksumName (x-amz-checksum-*) and Checksum (base64): the part's verified checksum, when the client sent one.</remarks>
+public sealed record PartRecord(int PartNumber, byte[] BlobKey, long Size, string Md5Etag, string Blake3, long LastModifiedMs, string? ChecksumName = null, string? Checksum = null);

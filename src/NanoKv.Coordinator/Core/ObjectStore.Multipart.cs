@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using NanoKv.Core;
 using NanoKv.Metadata;
+using NanoKv.S3.Checksums;
 
 namespace NanoKv.Coordinator.Core;
 
@@ -11,6 +12,9 @@ public sealed record PartPut(string Bucket, string UploadId, int PartNumber, Str
     public required Func<string> Md5 { get; init; }
 
     public Func<CopyResult, StoreError?>? BeforeCommit { get; init; }
+
+    /// <summary>The part's verified x-amz-checksum-* as (header name, base64 value), asked for once the body has been read.</summary>
+    public Func<(string Name, string Value)?>? Checksum { get; init; }
 }
 
 /// <summary>
@@ -55,7 +59,8 @@ public sealed partial class ObjectStore
         {
             return blob.Error!;
         }
-        var part = new PartRecord(put.PartNumber, blobKey, blob.Value!.Size, put.Md5(), blob.Value.Etag, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+        var checksum = put.Checksum?.Invoke();
+        var part = new PartRecord(put.PartNumber, blobKey, blob.Value!.Size, put.Md5(), blob.Value.Etag, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), checksum?.Name, checksum?.Value);
         var partKey = BlobKeys.PartRecordKey(put.UploadId, put.PartNumber);
         PartRecord? replaced;
         var gone = false;
@@ -92,8 +97,13 @@ public sealed partial class ObjectStore
             .Select(u => u.Value)
             .OrderBy(u => u.Key, ByteOrder.Instance).ThenBy(u => u.InitiatedMs).ToList();
 
-    /// <summary>Validates the client's part list and makes the object visible in one atomic metadata write.</summary>
-    public async Task<StoreResult<S3ObjectRecord>> CompleteMultipartUploadAsync(string bucket, string uploadId, IReadOnlyList<(int Part, string Etag)> requested)
+    /// <summary>
+    /// Validates the client's part list (and the part checksums it gives, by part number) and makes the object
+    /// visible in one atomic metadata write. An upload created with a checksum algorithm whose chosen parts all
+    /// carry one gets the COMPOSITE checksum of them; otherwise the object has none.
+    /// </summary>
+    public async Task<StoreResult<S3ObjectRecord>> CompleteMultipartUploadAsync(string bucket, string uploadId, IReadOnlyList<(int Part, string Etag)> requested,
+        IReadOnlyDictionary<int, (string Name, string Value)>? checksums = null)
     {
         var upload = GetUpload(bucket, uploadId);
         if (upload is null)
@@ -119,6 +129,12 @@ public sealed partial class ObjectStore
             {
                 return new StoreError(StoreErrorKind.InvalidPart, $"part {number} was not uploaded or its ETag is not {etag}");
             }
+            // A part checksum the client lists must be the one its upload was verified with (same algorithm).
+            if (checksums is not null && checksums.TryGetValue(number, out var given) && string.Equals(given.Name, part.ChecksumName, StringComparison.OrdinalIgnoreCase)
+                && !string.Equals(given.Value.Trim(), part.Checksum, StringComparison.Ordinal))
+            {
+                return new StoreError(StoreErrorKind.InvalidPart, $"part {number} was uploaded with {part.ChecksumName} {part.Checksum}, not {given.Value}");
+            }
             chosen.Add(part);
         }
         for (var i = 0; i < chosen.Count - 1; i++)
@@ -134,9 +150,13 @@ public sealed partial class ObjectStore
             Blobs = chosen.Select(p => new BlobRef(p.BlobKey, p.Size, p.Blake3)).ToList(),
             Size = chosen.Sum(p => p.Size),
             Etag = $"{Convert.ToHexStringLower(MD5.HashData(md5s))}-{chosen.Count}",
-            Attributes = upload.Attributes,
+            Attributes = upload.Attributes with { ChecksumValue = CompositeChecksum(upload.Attributes.ChecksumName, chosen) },
             LastModifiedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
         };
+        if (record.Attributes.ChecksumValue is null)
+        {
+            record = record with { Attributes = record.Attributes with { ChecksumName = null } };
+        }
         var manifest = await PutManifestAsync(upload, chosen, record);
         if (!manifest.Ok)
         {
@@ -229,4 +249,11 @@ public sealed partial class ObjectStore
 
         public int Compare(byte[]? x, byte[]? y) => x.AsSpan().SequenceCompareTo(y);
     }
+
+    /// <summary>S3's checksum-of-checksums over the parts in order ("…-N"), or null when a part has none or there is no algorithm.</summary>
+    private static string? CompositeChecksum(string? algorithmHeader, List<PartRecord> parts) =>
+        ChecksumAlgorithms.TryParse(algorithmHeader, out var algorithm)
+        && parts.All(p => p.Checksum is not null && string.Equals(p.ChecksumName, algorithmHeader, StringComparison.OrdinalIgnoreCase))
+            ? ChecksumAlgorithms.Composite(algorithm, parts.Select(p => p.Checksum!).ToList())
+            : null;
 }

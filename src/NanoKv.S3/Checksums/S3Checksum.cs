@@ -109,6 +109,26 @@ public static class ChecksumAlgorithms
         _ => throw new ArgumentOutOfRangeException(nameof(a)),
     };
 
+    /// <summary>Upper-case name as in x-amz-checksum-algorithm ("CRC64NVME").</summary>
+    public static string UpperName(ChecksumAlgorithm a) => Name(a).ToUpperInvariant();
+
+    /// <summary>The XML element S3 uses for the value ("ChecksumSHA256").</summary>
+    public static string XmlName(ChecksumAlgorithm a) => "Checksum" + UpperName(a);
+
+    /// <summary>
+    /// A multipart object's COMPOSITE checksum: the algorithm over the parts' decoded checksums in part order,
+    /// base64, then "-" and the part count (S3's checksum-of-checksums).
+    /// </summary>
+    public static string Composite(ChecksumAlgorithm a, IReadOnlyList<string> partChecksums)
+    {
+        using var c = S3Checksum.Create(a);
+        foreach (var part in partChecksums)
+        {
+            c.Append(Convert.FromBase64String(part));
+        }
+        return c.GetBase64() + "-" + partChecksums.Count.ToString(System.Globalization.CultureInfo.InvariantCulture);
+    }
+
     /// <summary>Parses "crc32", "CRC32C", "x-amz-checksum-sha256" and the like.</summary>
     public static bool TryParse(string? value, out ChecksumAlgorithm algorithm)
     {

@@ -1,10 +1,12 @@
 using System.Globalization;
 using System.Xml;
 using System.Xml.Linq;
+using NanoKv.S3.Checksums;
 
 namespace NanoKv.S3.Xml;
 
-public sealed record CompletedPart(int PartNumber, string ETag);
+/// <summary>A part listed in CompleteMultipartUpload; ChecksumName (x-amz-checksum-*) and Checksum (base64) from its Checksum* element, if given.</summary>
+public sealed record CompletedPart(int PartNumber, string ETag, string? ChecksumName = null, string? Checksum = null);
 
 public sealed record DeleteObjectsRequest(bool Quiet, IReadOnlyList<string> Keys);
 
@@ -78,7 +80,8 @@ public static class S3Requests
             {
                 throw Malformed();
             }
-            parts.Add(new CompletedPart(number, ETags.Unquote(etag)));
+            var checksum = ChecksumAlgorithms.All.Select(a => (Name: ChecksumAlgorithms.HeaderName(a), Value: Child(p, ChecksumAlgorithms.XmlName(a)))).FirstOrDefault(c => c.Value is not null);
+            parts.Add(new CompletedPart(number, ETags.Unquote(etag), checksum.Value is null ? null : checksum.Name, checksum.Value));
         }
         if (parts.Count == 0)
         {

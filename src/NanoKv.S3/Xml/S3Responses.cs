@@ -7,7 +7,8 @@ public sealed record BucketEntry(string Name, DateTimeOffset CreationDate);
 
 public sealed record ObjectEntry(string Key, DateTimeOffset LastModified, string ETag, long Size, string? Owner = null);
 
-public sealed record PartEntry(int PartNumber, DateTimeOffset LastModified, string ETag, long Size);
+/// <summary>A ListParts entry; Checksum is the part's stored checksum as (XML element, base64 value).</summary>
+public sealed record PartEntry(int PartNumber, DateTimeOffset LastModified, string ETag, long Size, (string Element, string Value)? Checksum = null);
 
 public sealed record UploadEntry(string Key, string UploadId, string Owner, DateTimeOffset Initiated);
 
@@ -117,13 +118,19 @@ public static class S3Responses
             w.WriteElementString("UploadId", uploadId);
         });
 
-    public static byte[] CompleteMultipartUpload(string location, string bucket, string key, string etag) =>
+    /// <param name="checksum">the object's COMPOSITE checksum as (XML element, value), if the upload has one</param>
+    public static byte[] CompleteMultipartUpload(string location, string bucket, string key, string etag, (string Element, string Value)? checksum = null) =>
         S3Xml.Document("CompleteMultipartUploadResult", w =>
         {
             w.WriteElementString("Location", location);
             w.WriteElementString("Bucket", bucket);
             w.WriteElementString("Key", key);
             w.WriteElementString("ETag", ETags.Quote(etag));
+            if (checksum is { } c)
+            {
+                w.WriteElementString(c.Element, c.Value);
+                w.WriteElementString("ChecksumType", "COMPOSITE");
+            }
         });
 
     public static byte[] ListParts(string bucket, string key, string uploadId, string owner, int partNumberMarker,
@@ -150,6 +157,10 @@ public static class S3Responses
                 w.Element("LastModified", part.LastModified);
                 w.WriteElementString("ETag", ETags.Quote(part.ETag));
                 w.Element("Size", part.Size);
+                if (part.Checksum is { } checksum)
+                {
+                    w.WriteElementString(checksum.Element, checksum.Value);
+                }
                 w.WriteEndElement();
             }
         });

@@ -201,4 +201,76 @@ public sealed class S3ApiListingMultipartTests(S3ClusterFixture fx) : IClassFixt
             Directory.Delete(dir, recursive: true);
         }
     }
+
+    [Fact]
+    public async Task PartChecksumsAreKeptListedCheckedAtCompleteAndMakeTheObjectsCompositeChecksum()
+    {
+        using var s3 = fx.Client();
+        var bucket = S3ClusterFixture.Bucket("mpck");
+        await s3.PutBucketAsync(bucket);
+        var init = await s3.InitiateMultipartUploadAsync(new InitiateMultipartUploadRequest { BucketName = bucket, Key = "k", ChecksumAlgorithm = ChecksumAlgorithm.SHA256 });
+        Assert.Equal(ChecksumAlgorithm.SHA256, init.ChecksumAlgorithm);
+
+        byte[][] parts = [RandomNumberGenerator.GetBytes(5 * MiB), RandomNumberGenerator.GetBytes(MiB + 7)];
+        var sums = parts.Select(p => Convert.ToBase64String(SHA256.HashData(p))).ToArray();
+        var etags = new List<PartETag>();
+        for (var i = 0; i < parts.Length; i++)
+        {
+            var r = await s3.UploadPartAsync(new UploadPartRequest
+            {
+                BucketName = bucket,
+                Key = "k",
+                UploadId = init.UploadId,
+                PartNumber = i + 1,
+                InputStream = new MemoryStream(parts[i]),
+                ChecksumAlgorithm = ChecksumAlgorithm.SHA256,
+            });
+            Assert.Equal(sums[i], r.ChecksumSHA256);
+            etags.Add(new PartETag { PartNumber = i + 1, ETag = r.ETag, ChecksumSHA256 = r.ChecksumSHA256 });
+        }
+
+        // A part of another algorithm than the upload's is refused before anything is stored.
+        var other = await Assert.ThrowsAnyAsync<AmazonS3Exception>(() => s3.UploadPartAsync(new UploadPartRequest
+        {
+            BucketName = bucket,
+            Key = "k",
+            UploadId = init.UploadId,
+            PartNumber = 3,
+            InputStream = new MemoryStream(new byte[100]),
+            ChecksumAlgorithm = ChecksumAlgorithm.CRC32,
+        }));
+        Assert.Equal("InvalidRequest", other.ErrorCode);
+
+        var listed = await s3.ListPartsAsync(new ListPartsRequest { BucketName = bucket, Key = "k", UploadId = init.UploadId });
+        Assert.Equal(sums, listed.Parts.Select(p => p.ChecksumSHA256));
+
+        // Complete checks the listed part checksums against the ones the parts were verified with.
+        var wrong = await Assert.ThrowsAnyAsync<AmazonS3Exception>(() => s3.CompleteMultipartUploadAsync(new CompleteMultipartUploadRequest
+        {
+            BucketName = bucket,
+            Key = "k",
+            UploadId = init.UploadId,
+            PartETags = [etags[0], new PartETag { PartNumber = 2, ETag = etags[1].ETag, ChecksumSHA256 = sums[0] }],
+        }));
+        Assert.Equal("InvalidPart", wrong.ErrorCode);
+
+        var composite = Convert.ToBase64String(SHA256.HashData(sums.SelectMany(Convert.FromBase64String).ToArray())) + "-2";
+        var done = await s3.CompleteMultipartUploadAsync(new CompleteMultipartUploadRequest { BucketName = bucket, Key = "k", UploadId = init.UploadId, PartETags = etags });
+        Assert.Equal(composite, done.ChecksumSHA256);
+
+        var head = await s3.GetObjectMetadataAsync(new GetObjectMetadataRequest { BucketName = bucket, Key = "k", ChecksumMode = ChecksumMode.ENABLED });
+        Assert.Equal(composite, head.ChecksumSHA256);
+        Assert.Equal(ChecksumType.COMPOSITE, head.ChecksumType);
+        using var get = await s3.GetObjectAsync(new GetObjectRequest { BucketName = bucket, Key = "k", ChecksumMode = ChecksumMode.ENABLED });
+        using var body = new MemoryStream();
+        await get.ResponseStream.CopyToAsync(body);
+        Assert.Equal(parts.SelectMany(p => p).ToArray(), body.ToArray());
+
+        // Without an algorithm the object has no checksum to return, as before.
+        var plain = await s3.InitiateMultipartUploadAsync(bucket, "plain");
+        var p1 = await s3.UploadPartAsync(new UploadPartRequest { BucketName = bucket, Key = "plain", UploadId = plain.UploadId, PartNumber = 1, InputStream = new MemoryStream(parts[1]) });
+        await s3.CompleteMultipartUploadAsync(new CompleteMultipartUploadRequest { BucketName = bucket, Key = "plain", UploadId = plain.UploadId, PartETags = [new PartETag(1, p1.ETag)] });
+        var plainHead = await s3.GetObjectMetadataAsync(new GetObjectMetadataRequest { BucketName = bucket, Key = "plain", ChecksumMode = ChecksumMode.ENABLED });
+        Assert.Null(plainHead.ChecksumSHA256);
+    }
 }

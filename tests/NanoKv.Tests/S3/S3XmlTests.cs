@@ -91,7 +91,7 @@ public sealed class S3XmlTests
     {
         var parts = S3Requests.ParseCompleteMultipartUpload(await Load(
             "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Part><ETag>\"aa\"</ETag><PartNumber>1</PartNumber></Part><Part><PartNumber>2</PartNumber><ETag>bb</ETag><ChecksumCRC32>x</ChecksumCRC32></Part></CompleteMultipartUpload>"));
-        Assert.Equal([new CompletedPart(1, "aa"), new CompletedPart(2, "bb")], parts);
+        Assert.Equal([new CompletedPart(1, "aa"), new CompletedPart(2, "bb", "x-amz-checksum-crc32", "x")], parts);
 
         var del = S3Requests.ParseDelete(await Load("<Delete><Quiet>true</Quiet><Object><Key>a</Key></Object><Object><Key>b&amp;c</Key><VersionId>x</VersionId></Object></Delete>"));
         Assert.True(del.Quiet);

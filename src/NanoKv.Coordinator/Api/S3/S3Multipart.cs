@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using NanoKv.Coordinator.Core;
 using NanoKv.Metadata;
 using NanoKv.S3;
+using NanoKv.S3.Checksums;
 using NanoKv.S3.Payload;
 using NanoKv.S3.Xml;
 
@@ -15,10 +16,21 @@ public sealed class S3Multipart(ObjectStore store, ILogger logger)
 {
     public async Task CreateAsync(S3Context s3)
     {
-        var created = store.CreateMultipartUpload(s3.Bucket, s3.KeyBytes, s3.User, S3Attributes.FromRequest(s3));
+        var attributes = S3Attributes.FromRequest(s3) with { ChecksumName = null, ChecksumValue = null };
+        var algorithm = RequestedChecksum(s3);
+        if (algorithm is { } a)
+        {
+            attributes = attributes with { ChecksumName = ChecksumAlgorithms.HeaderName(a) };
+        }
+        var created = store.CreateMultipartUpload(s3.Bucket, s3.KeyBytes, s3.User, attributes);
         if (!created.Ok)
         {
             throw S3StoreErrors.ToS3(created.Error!);
+        }
+        if (algorithm is { } chosen)
+        {
+            s3.Response.Headers["x-amz-checksum-algorithm"] = ChecksumAlgorithms.UpperName(chosen);
+            s3.Response.Headers["x-amz-checksum-type"] = "COMPOSITE";
         }
         await s3.WriteXmlAsync(S3Responses.InitiateMultipartUpload(s3.Bucket, s3.Key, created.Value!.UploadId));
     }
@@ -33,6 +45,41 @@ public sealed class S3Multipart(ObjectStore store, ILogger logger)
             : throw new S3Exception(S3ErrorCode.NoSuchUpload, "The specified multipart upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.") { Details = [new("UploadId", id)] };
     }
 
+    /// <summary>
+    /// CreateMultipartUpload's x-amz-checksum-algorithm: the object then gets a COMPOSITE checksum of its parts'.
+    /// A FULL_OBJECT request (a CRC of the whole object, combined from the parts') is not supported: such an upload
+    /// completes without an object checksum, as uploads without an algorithm do.
+    /// </summary>
+    private static ChecksumAlgorithm? RequestedChecksum(S3Context s3)
+    {
+        if (s3.Header("x-amz-checksum-algorithm") is not { } name)
+        {
+            return null;
+        }
+        if (!ChecksumAlgorithms.TryParse(name, out var algorithm) || name.StartsWith("x-amz", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new S3Exception(S3ErrorCode.InvalidRequest, $"Checksum algorithm {name} is not one of CRC32, CRC32C, CRC64NVME, SHA1, SHA256.");
+        }
+        return string.Equals(s3.Header("x-amz-checksum-type"), "FULL_OBJECT", StringComparison.OrdinalIgnoreCase) ? null : algorithm;
+    }
+
+    /// <summary>The checksum algorithm a part request announces (header, trailer or SDK hint), if any.</summary>
+    private static ChecksumAlgorithm? AnnouncedChecksum(S3Context s3)
+    {
+        if (ChecksumAlgorithms.TryParse(s3.Header("x-amz-trailer"), out var trailer))
+        {
+            return trailer;
+        }
+        foreach (var a in ChecksumAlgorithms.All)
+        {
+            if (s3.Header(ChecksumAlgorithms.HeaderName(a)) is not null)
+            {
+                return a;
+            }
+        }
+        return ChecksumAlgorithms.TryParse(s3.Header("x-amz-sdk-checksum-algorithm"), out var hinted) ? hinted : null;
+    }
+
     private static int PartNumber(S3Context s3) =>
         int.TryParse(s3.Q("partNumber"), NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n is >= 1 and <= 10000
             ? n
@@ -42,8 +89,20 @@ public sealed class S3Multipart(ObjectStore store, ILogger logger)
     {
         var upload = Upload(s3);
         var number = PartNumber(s3);
+        // An upload created with a checksum algorithm takes parts checked with that algorithm only (as S3 does).
+        if (ChecksumAlgorithms.TryParse(upload.Attributes.ChecksumName, out var required) && AnnouncedChecksum(s3) is var announced && announced != required)
+        {
+            throw new S3Exception(S3ErrorCode.InvalidRequest,
+                $"The upload was created with checksum algorithm {ChecksumAlgorithms.UpperName(required)}; this part {(announced is { } other ? "uses " + ChecksumAlgorithms.UpperName(other) : "has no checksum")}.");
+        }
         await using var body = S3Body.Open(s3);
-        var part = await store.UploadPartAsync(new PartPut(s3.Bucket, upload.UploadId, number, body.Stream, body.Length) { Md5 = () => body.Md5Hex }, s3.Aborted);
+        var part = await store.UploadPartAsync(
+            new PartPut(s3.Bucket, upload.UploadId, number, body.Stream, body.Length)
+            {
+                Md5 = () => body.Md5Hex,
+                Checksum = () => body.Checksum is { } c ? (ChecksumAlgorithms.HeaderName(c.Algorithm), c.Value) : null,
+            },
+            s3.Aborted);
         if (!part.Ok)
         {
             throw S3StoreErrors.ToS3(part.Error!, body.Chunked, body.Verifying);
@@ -109,13 +168,18 @@ public sealed class S3Multipart(ObjectStore store, ILogger logger)
         {
             parts = S3Requests.ParseCompleteMultipartUpload(await S3Requests.LoadAsync(body.Stream, s3.Aborted));
         }
-        var done = await store.CompleteMultipartUploadAsync(s3.Bucket, upload.UploadId, parts.Select(p => (p.PartNumber, p.ETag)).ToList());
+        var checksums = parts.Where(p => p.ChecksumName is not null).ToDictionary(p => p.PartNumber, p => (p.ChecksumName!, p.Checksum!));
+        var done = await store.CompleteMultipartUploadAsync(s3.Bucket, upload.UploadId, parts.Select(p => (p.PartNumber, p.ETag)).ToList(), checksums);
         if (!done.Ok)
         {
             throw S3StoreErrors.ToS3(done.Error!);
         }
         logger.LogDebug("S3 multipart {Upload} completed as {Resource} ({Parts} parts)", upload.UploadId, s3.Resource, parts.Count);
-        await s3.WriteXmlAsync(S3Responses.CompleteMultipartUpload(location, s3.Bucket, s3.Key, done.Value!.Etag));
+        var attributes = done.Value!.Attributes;
+        var checksum = ChecksumAlgorithms.TryParse(attributes.ChecksumName, out var algorithm) && attributes.ChecksumValue is { } value
+            ? (ChecksumAlgorithms.XmlName(algorithm), value)
+            : ((string, string)?)null;
+        await s3.WriteXmlAsync(S3Responses.CompleteMultipartUpload(location, s3.Bucket, s3.Key, done.Value.Etag, checksum));
     }
 
     /// <summary>The object's ETag when it is exactly the multipart object the request's part list makes, else null.</summary>
@@ -156,6 +220,7 @@ public sealed class S3Multipart(ObjectStore store, ILogger logger)
         var shown = parts.Take(maxParts).ToList();
         await s3.WriteXmlAsync(S3Responses.ListParts(s3.Bucket, Encoding.UTF8.GetString(upload.Key), upload.UploadId, upload.Owner, marker,
             shown.Count > 0 ? shown[^1].PartNumber : null, maxParts, truncated,
-            shown.Select(p => new PartEntry(p.PartNumber, DateTimeOffset.FromUnixTimeMilliseconds(p.LastModifiedMs), p.Md5Etag, p.Size))));
+            shown.Select(p => new PartEntry(p.PartNumber, DateTimeOffset.FromUnixTimeMilliseconds(p.LastModifiedMs), p.Md5Etag, p.Size,
+                p.Checksum is { } c && ChecksumAlgorithms.TryParse(p.ChecksumName, out var a) ? (ChecksumAlgorithms.XmlName(a), c) : null))));
     }
 }

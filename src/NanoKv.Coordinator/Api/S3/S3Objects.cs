@@ -78,7 +78,7 @@ public sealed class S3Objects(ObjectStore store, ILogger logger)
             && string.Equals(s3.Header("x-amz-checksum-mode"), "ENABLED", StringComparison.OrdinalIgnoreCase))
         {
             h[checksumName] = checksumValue;
-            h["x-amz-checksum-type"] = "FULL_OBJECT";
+            h["x-amz-checksum-type"] = checksumValue.Contains('-', StringComparison.Ordinal) ? "COMPOSITE" : "FULL_OBJECT"; // base64 has no '-'; a composite ends "-N"
         }
         if (record.Etag.Contains('-', StringComparison.Ordinal) && s3.Has("partNumber"))
         {
