@@ -16,12 +16,9 @@ public sealed class S3Multipart(ObjectStore store, ILogger logger)
 {
     public async Task CreateAsync(S3Context s3)
     {
-        var attributes = S3Attributes.FromRequest(s3) with { ChecksumName = null, ChecksumValue = null };
+        // The upload's algorithm rides in its attributes; Complete fills in the object's value.
         var algorithm = RequestedChecksum(s3);
-        if (algorithm is { } a)
-        {
-            attributes = attributes with { ChecksumName = ChecksumAlgorithms.HeaderName(a) };
-        }
+        var attributes = S3Attributes.FromRequest(s3) with { ChecksumName = algorithm is { } a ? ChecksumAlgorithms.HeaderName(a) : null };
         var created = store.CreateMultipartUpload(s3.Bucket, s3.KeyBytes, s3.User, attributes);
         if (!created.Ok)
         {
