@@ -145,18 +145,16 @@ public sealed partial class ObjectStore
             }
         }
         var md5s = chosen.SelectMany(p => Convert.FromHexString(p.Md5Etag)).ToArray();
+        var composite = CompositeChecksum(upload.Attributes.ChecksumName, chosen);
         var record = new S3ObjectRecord
         {
             Blobs = chosen.Select(p => new BlobRef(p.BlobKey, p.Size, p.Blake3)).ToList(),
             Size = chosen.Sum(p => p.Size),
             Etag = $"{Convert.ToHexStringLower(MD5.HashData(md5s))}-{chosen.Count}",
-            Attributes = upload.Attributes with { ChecksumValue = CompositeChecksum(upload.Attributes.ChecksumName, chosen) },
+            // The upload's algorithm becomes the object's checksum only with a value (every part had one).
+            Attributes = upload.Attributes with { ChecksumName = composite is null ? null : upload.Attributes.ChecksumName, ChecksumValue = composite },
             LastModifiedMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
         };
-        if (record.Attributes.ChecksumValue is null)
-        {
-            record = record with { Attributes = record.Attributes with { ChecksumName = null } };
-        }
         var manifest = await PutManifestAsync(upload, chosen, record);
         if (!manifest.Ok)
         {

@@ -115,6 +115,10 @@ public static class ChecksumAlgorithms
     /// <summary>The XML element S3 uses for the value ("ChecksumSHA256").</summary>
     public static string XmlName(ChecksumAlgorithm a) => "Checksum" + UpperName(a);
 
+    /// <summary>A stored checksum (header name, value) as the XML element and value S3 lists it with; null when there is none.</summary>
+    public static (string Element, string Value)? XmlEntry(string? headerName, string? value) =>
+        value is not null && TryParse(headerName, out var a) ? (XmlName(a), value) : null;
+
     /// <summary>
     /// A multipart object's COMPOSITE checksum: the algorithm over the parts' decoded checksums in part order,
     /// base64, then "-" and the part count (S3's checksum-of-checksums).

@@ -53,7 +53,7 @@ public sealed class S3Multipart(ObjectStore store, ILogger logger)
         {
             return null;
         }
-        if (!ChecksumAlgorithms.TryParse(name, out var algorithm) || name.StartsWith("x-amz", StringComparison.OrdinalIgnoreCase))
+        if (!ChecksumAlgorithms.TryParse(name, out var algorithm))
         {
             throw new S3Exception(S3ErrorCode.InvalidRequest, $"Checksum algorithm {name} is not one of CRC32, CRC32C, CRC64NVME, SHA1, SHA256.");
         }
@@ -152,9 +152,9 @@ public sealed class S3Multipart(ObjectStore store, ILogger logger)
             // A retried Complete whose first answer was lost (or a repeat): if the object those parts make is in place,
             // answer as the first Complete did, as S3 does (test_multipart_upload_small), instead of a NoSuchUpload the
             // client would take for a failed upload.
-            if (await AlreadyCompletedEtagAsync(s3) is { } etag)
+            if (await AlreadyCompletedAsync(s3) is { } previous)
             {
-                await s3.WriteXmlAsync(S3Responses.CompleteMultipartUpload(location, s3.Bucket, s3.Key, etag));
+                await s3.WriteXmlAsync(S3Responses.CompleteMultipartUpload(location, s3.Bucket, s3.Key, previous.Etag, ChecksumAlgorithms.XmlEntry(previous.Attributes.ChecksumName, previous.Attributes.ChecksumValue)));
                 return;
             }
             Upload(s3); // throws NoSuchUpload
@@ -173,14 +173,11 @@ public sealed class S3Multipart(ObjectStore store, ILogger logger)
         }
         logger.LogDebug("S3 multipart {Upload} completed as {Resource} ({Parts} parts)", upload.UploadId, s3.Resource, parts.Count);
         var attributes = done.Value!.Attributes;
-        var checksum = ChecksumAlgorithms.TryParse(attributes.ChecksumName, out var algorithm) && attributes.ChecksumValue is { } value
-            ? (ChecksumAlgorithms.XmlName(algorithm), value)
-            : ((string, string)?)null;
-        await s3.WriteXmlAsync(S3Responses.CompleteMultipartUpload(location, s3.Bucket, s3.Key, done.Value.Etag, checksum));
+        await s3.WriteXmlAsync(S3Responses.CompleteMultipartUpload(location, s3.Bucket, s3.Key, done.Value.Etag, ChecksumAlgorithms.XmlEntry(attributes.ChecksumName, attributes.ChecksumValue)));
     }
 
-    /// <summary>The object's ETag when it is exactly the multipart object the request's part list makes, else null.</summary>
-    private async Task<string?> AlreadyCompletedEtagAsync(S3Context s3)
+    /// <summary>The object when it is exactly the multipart object the request's part list makes, else null.</summary>
+    private async Task<S3ObjectRecord?> AlreadyCompletedAsync(S3Context s3)
     {
         string expected;
         try
@@ -194,7 +191,7 @@ public sealed class S3Multipart(ObjectStore store, ILogger logger)
             return null;
         }
         using var handle = await store.OpenObjectAsync(s3.Bucket, s3.KeyBytes);
-        return handle is not null && handle.Record.Etag == expected ? expected : null;
+        return handle is not null && handle.Record.Etag == expected ? handle.Record : null;
     }
 
     public async Task AbortAsync(S3Context s3)
@@ -218,6 +215,6 @@ public sealed class S3Multipart(ObjectStore store, ILogger logger)
         await s3.WriteXmlAsync(S3Responses.ListParts(s3.Bucket, Encoding.UTF8.GetString(upload.Key), upload.UploadId, upload.Owner, marker,
             shown.Count > 0 ? shown[^1].PartNumber : null, maxParts, truncated,
             shown.Select(p => new PartEntry(p.PartNumber, DateTimeOffset.FromUnixTimeMilliseconds(p.LastModifiedMs), p.Md5Etag, p.Size,
-                p.Checksum is { } c && ChecksumAlgorithms.TryParse(p.ChecksumName, out var a) ? (ChecksumAlgorithms.XmlName(a), c) : null))));
+                ChecksumAlgorithms.XmlEntry(p.ChecksumName, p.Checksum)))));
     }
 }
