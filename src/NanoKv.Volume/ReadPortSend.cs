@@ -223,7 +223,8 @@ internal static class WindowedSend
     /// Sends the blob at path; NotStarted when it could not start (nothing sent: answer some other way), also when
     /// header (given length and version) returns null.
     /// </summary>
-    public static async Task<(ReadOutcome Outcome, long Length)> SendAsync(Socket s, PacketSender sender, string path, string etag, Func<long, long, byte[]?> header, TimeSpan timeout)
+    public static async Task<(ReadOutcome Outcome, long Length)> SendAsync(
+        Socket s, PacketSender sender, VerifiedPins pins, string path, string etag, Func<long, long, byte[]?> header, TimeSpan timeout)
     {
         SafeFileHandle handle;
         try
@@ -244,15 +245,42 @@ internal static class WindowedSend
         {
             return (ReadOutcome.NotStarted, 0);
         }
+        var kept = false;
         try
         {
             var outcome = await MappedSend.SendAsync(s, sender, file, addr, stamp.Size, () => Stamp.OfHandle(handle, out var now) && now == stamp,
                 head, etag, lockWindows: true, timeout);
+            // Every page was hashed through this mapping and matched: kept mapped, it is a loose pin (see VerifiedPins).
+            kept = outcome == ReadOutcome.Sent && pins.LooseBudget > 0 && Keep(pins, path, handle, addr, stamp);
             return (outcome, stamp.Size);
         }
         finally
         {
-            _ = Native.munmap(addr, (nuint)stamp.Size); // after the last send drained; also unlocks what is still locked
+            if (!kept)
+            {
+                _ = Native.munmap(addr, (nuint)stamp.Size); // after the last send drained; also unlocks what is still locked
+            }
         }
+    }
+
+    /// <summary>Hands the mapping to the pins with a descriptor of its own (this read's closes with its stream).</summary>
+    private static bool Keep(VerifiedPins pins, string path, SafeFileHandle handle, nint addr, Stamp stamp)
+    {
+        _ = Native.munlock(addr, (nuint)stamp.Size); // the last window is still locked; a loose pin locks nothing
+        SafeFileHandle own;
+        try
+        {
+            own = File.OpenHandle($"/proc/self/fd/{handle.DangerousGetHandle()}", FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+        if (Stamp.OfHandle(own, out var now) && now == stamp && pins.Adopt(path, own, addr, stamp))
+        {
+            return true;
+        }
+        own.Dispose();
+        return false;
     }
 }

@@ -15,7 +15,9 @@ namespace NanoKv.Volume;
 /// answered with sendfile(2) from the blob's page cache, as nginx serves files, instead of copying every byte
 /// into user space and through Kestrel's pipe. The read stays verified: the pages sent are the ones
 /// <see cref="VerifiedPins"/> locked and hashed against the stored BLAKE3 (a first read hashes each chunk of
-/// the locked mapping before sending it and holds the last chunk until the hash matches). Everything else —
+/// the locked mapping before sending it and holds the last chunk until the hash matches), or those of a verified
+/// blob still wholly mapped (a loose pin, checked in the page tables before the send and before its last chunk).
+/// Everything else —
 /// HEAD, ranges, conditionals, a blob that is not resident or not pinnable, an error, an armed fault — is
 /// answered 307 to the same target on the main port, which has the full semantics and error bodies.
 /// Plain HTTP only: with TLS the volume has no read port.
@@ -226,7 +228,7 @@ public sealed class SendfileServer : IAsyncDisposable
         // (possibly a write not committed yet), and the main port answers 404 for it.
         var want = NodeHttp.ParseVersion(Param(NodeHttp.VersionParam));
         var verified = true;
-        var lease = volume.Pins.TryAcquire(path);
+        var lease = volume.Pins.TryAcquire(path, allowLoose: true);
         if (lease is null)
         {
             verified = false;
@@ -243,7 +245,7 @@ public sealed class SendfileServer : IAsyncDisposable
         if (lease is null)
         {
             // Not pinnable whole (not all cached, over the budget, pins off): locked 1 MiB windows instead.
-            var (windowed, length) = await WindowedSend.SendAsync(s, sender, path, etag, (length, version) => want is long w && version != w ? null : OkHeader(length, etag, version, req.KeepAlive), SendTimeout);
+            var (windowed, length) = await WindowedSend.SendAsync(s, sender, volume.Pins, path, etag, (length, version) => want is long w && version != w ? null : OkHeader(length, etag, version, req.KeepAlive), SendTimeout);
             if (windowed == ReadOutcome.NotStarted)
             {
                 return await SendRedirectAsync(s, req, close: false);
@@ -260,7 +262,7 @@ public sealed class SendfileServer : IAsyncDisposable
                 {
                     volume.Pins.Commit(lease);
                 }
-                (kind, sent) = (verified ? "pinned" : "verified", lease.Length);
+                (kind, sent) = (!verified ? "verified" : lease.Locked ? "pinned" : "mapped", lease.Length);
             }
         }
         switch (outcome)
@@ -289,7 +291,7 @@ public sealed class SendfileServer : IAsyncDisposable
         using var file = new FileStream(
             File.OpenHandle($"/proc/self/fd/{lease.Handle.DangerousGetHandle()}", FileMode.Open, FileAccess.Read, FileShare.ReadWrite, FileOptions.Asynchronous),
             FileAccess.Read, 0, isAsync: true);
-        return await MappedSend.SendAsync(s, sender, file, lease.Address, lease.Length, () => VerifiedPins.Unchanged(lease), header, expectedEtag, lockWindows: false, SendTimeout);
+        return await MappedSend.SendAsync(s, sender, file, lease.Address, lease.Length, () => VerifiedPins.Intact(lease), header, expectedEtag, lockWindows: false, SendTimeout);
     }
 
     private static byte[] OkHeader(long length, string etag, long version, bool keepAlive) => Encoding.ASCII.GetBytes(

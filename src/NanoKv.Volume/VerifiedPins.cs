@@ -13,15 +13,28 @@ namespace NanoKv.Volume;
 /// a cyclic read over more blobs than the budget holds (a scan, a client reading everything in turn) would
 /// otherwise evict each pin just before its next read, so that no read ever hits and every one pays the hash
 /// plus an mlock and munmap. Kept recent pins hold a stable subset instead; the other reads hash as without pins.
+/// <para>
+/// A verified blob that is not (or no longer) locked stays mapped, unlocked, as a <em>loose</em> pin: an evicted
+/// pin is unlocked instead of unmapped, and a windowed first read that matched keeps its mapping. Its pages may
+/// be reclaimed, but the kernel clears a mapping's page-table entry before it drops a page from the page cache
+/// (and again if the file is truncated), so while every page of the mapping is still present (read in
+/// /proc/self/pagemap) the page cache holds exactly the pages that were hashed. A read from a loose pin checks
+/// that before it starts and again before its last chunk leaves: a page dropped in between (memory pressure)
+/// cuts the transfer, and the next read hashes again. Loose pins lock nothing; they cost page tables and a
+/// descriptor each, bounded by <see cref="LooseBudget"/> and <see cref="MaxLoosePins"/>.
+/// </para>
 /// </summary>
 public sealed unsafe partial class VerifiedPins : IDisposable
 {
     private readonly object _lock = new();
     private readonly Dictionary<string, Pin> _pins = new(StringComparer.Ordinal);
     private readonly LinkedList<Pin> _lru = new();
+    private readonly LinkedList<Pin> _loose = new();
     private readonly Func<long> _nowMs;
     private long _used;
     private int _count;
+    private long _mapped;
+    private int _looseCount;
     private bool _disabled;
 
     /// <summary>A pin read within this long is not evicted to make room for another.</summary>
@@ -30,16 +43,36 @@ public sealed unsafe partial class VerifiedPins : IDisposable
     /// <summary>Pins at most (each keeps its file open, so fds stay bounded).</summary>
     public const int MaxPins = 1024;
 
-    /// <param name="budgetBytes">Bytes that may be locked at once.</param>
+    /// <summary>Loose pins at most (each keeps its file open and mapped).</summary>
+    public const int MaxLoosePins = 2048;
+
+    /// <param name="budgetBytes">Bytes that may be locked at once; 0 turns pins off (loose ones too).</param>
     /// <param name="nowMs">Clock in milliseconds (tests); default Environment.TickCount64.</param>
-    public VerifiedPins(long budgetBytes, Func<long>? nowMs = null)
+    /// <param name="looseBudgetBytes">Bytes that loose pins may map; default <see cref="DefaultLooseBudget"/>.</param>
+    public VerifiedPins(long budgetBytes, Func<long>? nowMs = null, long? looseBudgetBytes = null)
     {
         Budget = Math.Max(0, budgetBytes);
+        LooseBudget = Budget == 0 ? 0 : Math.Max(0, looseBudgetBytes ?? DefaultLooseBudget());
         _nowMs = nowMs ?? (() => Environment.TickCount64);
     }
 
     /// <summary>Bytes that may be locked at once.</summary>
     public long Budget { get; }
+
+    /// <summary>Bytes that loose (verified, unlocked) pins may keep mapped.</summary>
+    public long LooseBudget { get; }
+
+    /// <summary>Bytes mapped by loose pins now.</summary>
+    public long LooseUsed
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _mapped;
+            }
+        }
+    }
 
     /// <summary>Bytes locked now (including reservations of pins being verified).</summary>
     public long Used
@@ -59,24 +92,30 @@ public sealed unsafe partial class VerifiedPins : IDisposable
     /// <summary>Default budget: a sixteenth of physical memory, at most 2 GiB.</summary>
     public static long DefaultBudget() => Math.Min(2L << 30, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 16);
 
+    /// <summary>Default loose budget: half of physical memory (the page cache cannot keep more of them anyway).</summary>
+    public static long DefaultLooseBudget() => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 2;
+
     /// <summary>
     /// A verified pin of the file now at path (same inode, untouched since it was pinned: size, mtime and
-    /// ctime equal — any write, truncate or utime moves ctime), held until the lease is disposed.
+    /// ctime equal — any write, truncate or utime moves ctime), held until the lease is disposed. allowLoose: a
+    /// loose pin may answer too, if every page of its mapping is still present (the caller then sends from the
+    /// file, never through the mapping, and checks <see cref="Intact"/> again before the last chunk).
     /// </summary>
-    public Lease? TryAcquire(string path)
+    public Lease? TryAcquire(string path, bool allowLoose = false)
     {
         lock (_lock)
         {
-            if (!_pins.ContainsKey(path))
+            if (!_pins.TryGetValue(path, out var listed) || (!listed.Locked && !allowLoose))
             {
                 return null;
             }
         }
         // statx outside the lock: concurrent GETs must not queue behind one another's syscall.
         var ok = Stamp.OfPath(path, out var now);
+        Lease lease;
         lock (_lock)
         {
-            if (!_pins.TryGetValue(path, out var pin))
+            if (!_pins.TryGetValue(path, out var pin) || (!pin.Locked && !allowLoose))
             {
                 return null;
             }
@@ -86,14 +125,51 @@ public sealed unsafe partial class VerifiedPins : IDisposable
                 return null;
             }
             pin.Refs++;
-            _lru.Remove(pin.Node);
-            _lru.AddLast(pin.Node);
-            return new Lease(this, pin);
+            var list = pin.Node.List!;
+            list.Remove(pin.Node);
+            list.AddLast(pin.Node);
+            lease = new Lease(this, pin);
         }
+        if (!lease.Pin.Locked && !AllPresent(lease.Pin.Address, lease.Pin.Length))
+        {
+            // A page was reclaimed since the hash: the cache may now hold bytes read again from disk.
+            lease.Dispose();
+            Drop(lease.Pin);
+            return null;
+        }
+        return lease;
     }
 
     /// <summary>True while the pinned inode is untouched since it was pinned (checked before a read's last chunk).</summary>
     public static bool Unchanged(Lease lease) => Stamp.OfHandle(lease.Pin.Handle, out var now) && now == lease.Pin.Stamp;
+
+    /// <summary>
+    /// Unchanged, and for a loose pin every page of its mapping still present: the page cache still holds the
+    /// pages that were hashed (checked before a read's last chunk).
+    /// </summary>
+    public static bool Intact(Lease lease) => Unchanged(lease) && (lease.Pin.Locked || AllPresent(lease.Pin.Address, lease.Pin.Length));
+
+    /// <summary>
+    /// Keeps the mapping of a blob a windowed read just verified in full (mapped from handle, whose stamp it had
+    /// throughout) as a loose pin; false when it is not kept (the caller unmaps it and closes the handle).
+    /// </summary>
+    public bool Adopt(string path, SafeFileHandle handle, nint addr, Stamp stamp)
+    {
+        lock (_lock)
+        {
+            if (_disabled || stamp.Size <= 0 || stamp.Size > LooseBudget || _pins.ContainsKey(path) || !MakeLooseRoomLocked(stamp.Size))
+            {
+                return false;
+            }
+            var pin = new Pin(path, stamp, handle, addr) { Locked = false, LastUsedMs = _nowMs() };
+            _mapped += pin.Length;
+            _looseCount++;
+            _pins[path] = pin;
+            pin.Node = _loose.AddLast(pin);
+            pin.Listed = true;
+            return true;
+        }
+    }
 
     /// <summary>
     /// Opens, maps and locks a file for verification, within the budget (evicting idle pins), or null when it does
@@ -142,7 +218,7 @@ public sealed unsafe partial class VerifiedPins : IDisposable
             Release(length);
             return null;
         }
-        if (!Resident(addr, length))
+        if (!Resident(addr, length) && !(FillHoles(file, addr, length) && Resident(addr, length)))
         {
             // Only pages already in the page cache are pinned: mlock would otherwise read from disk while
             // holding the process's mmap lock, stalling every other thread's page faults behind it. This read
@@ -166,7 +242,7 @@ public sealed unsafe partial class VerifiedPins : IDisposable
             }
             return null;
         }
-        var pin = new Pin(path, stamp, file, addr) { Refs = 1 };
+        var pin = new Pin(path, stamp, file, addr) { Refs = 1, Locked = true };
         return new Lease(this, pin);
     }
 
@@ -176,13 +252,29 @@ public sealed unsafe partial class VerifiedPins : IDisposable
         var pin = lease.Pin;
         lock (_lock)
         {
-            if (_pins.ContainsKey(pin.Path))
+            if (_pins.TryGetValue(pin.Path, out var other))
             {
-                return; // another reader pinned it first: this one stays unlisted, unmapped when the lease ends
+                if (other.Locked)
+                {
+                    return; // another reader pinned it first: this one stays unlisted, unmapped when the lease ends
+                }
+                RemoveLocked(other); // a locked pin stands in for a loose one
             }
             _pins[pin.Path] = pin;
             pin.Node = _lru.AddLast(pin);
             pin.Listed = true;
+        }
+    }
+
+    /// <summary>Drops this pin if it is still listed (not one that replaced it since).</summary>
+    private void Drop(Pin pin)
+    {
+        lock (_lock)
+        {
+            if (pin.Listed)
+            {
+                RemoveLocked(pin);
+            }
         }
     }
 
@@ -206,6 +298,126 @@ public sealed unsafe partial class VerifiedPins : IDisposable
             {
                 RemoveLocked(pin);
             }
+        }
+    }
+
+    private static readonly Lazy<SafeFileHandle?> PageMap = new(() =>
+    {
+        try
+        {
+            return File.OpenHandle("/proc/self/pagemap", FileMode.Open, FileAccess.Read);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    });
+
+    /// <summary>
+    /// True when every page of this process's mapping [addr, addr+length) has a present page-table entry
+    /// (/proc/self/pagemap, bit 63; readable without privileges). False when it cannot be read.
+    /// </summary>
+    public static bool AllPresent(nint addr, long length)
+    {
+        if (PageMap.Value is not { } map)
+        {
+            return false;
+        }
+        var pageSize = Environment.SystemPageSize;
+        var pages = (length + pageSize - 1) / pageSize;
+        var first = (long)addr / pageSize;
+        const int Batch = 8192; // entries per read: 64 KiB, flat for any blob size
+        var buffer = System.Buffers.ArrayPool<ulong>.Shared.Rent(Batch);
+        try
+        {
+            for (long done = 0; done < pages;)
+            {
+                var want = (int)Math.Min(Batch, pages - done);
+                var bytes = MemoryMarshal.AsBytes(buffer.AsSpan(0, want));
+                if (RandomAccess.Read(map, bytes, (first + done) * sizeof(ulong)) != bytes.Length)
+                {
+                    return false;
+                }
+                foreach (var entry in buffer.AsSpan(0, want))
+                {
+                    if ((entry & (1UL << 63)) == 0)
+                    {
+                        return false;
+                    }
+                }
+                done += want;
+            }
+            return true;
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<ulong>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>
+    /// Reads the pages of a mostly cached file that are not in the page cache (the kernel drops scattered pages of
+    /// recently written files) with pread, which holds no mmap lock, so the mlock that follows finds them all;
+    /// false when over a quarter is missing (then this read streams it in windows instead).
+    /// </summary>
+    private static bool FillHoles(SafeFileHandle file, nint addr, long length)
+    {
+        var pageSize = Environment.SystemPageSize;
+        var pages = (int)((length + pageSize - 1) / pageSize);
+        var vec = System.Buffers.ArrayPool<byte>.Shared.Rent(pages);
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1 << 20);
+        try
+        {
+            fixed (byte* v = vec)
+            {
+                if (Native.mincore(addr, (nuint)length, v) != 0)
+                {
+                    return false;
+                }
+            }
+            var missing = 0;
+            for (var i = 0; i < pages; i++)
+            {
+                missing += ~vec[i] & 1;
+            }
+            if ((long)missing * 4 > pages)
+            {
+                return false;
+            }
+            for (var i = 0; i < pages;)
+            {
+                if ((vec[i] & 1) != 0)
+                {
+                    i++;
+                    continue;
+                }
+                var end = i;
+                while (end < pages && (vec[end] & 1) == 0 && end - i < buffer.Length / pageSize)
+                {
+                    end++;
+                }
+                var offset = (long)i * pageSize;
+                var count = (int)Math.Min((long)(end - i) * pageSize, length - offset);
+                if (RandomAccess.Read(file, buffer.AsSpan(0, count), offset) <= 0)
+                {
+                    return false;
+                }
+                i = end;
+            }
+            return true;
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            System.Buffers.ArrayPool<byte>.Shared.Return(vec);
         }
     }
 
@@ -245,13 +457,51 @@ public sealed unsafe partial class VerifiedPins : IDisposable
         while ((_used + length > Budget || _count >= MaxPins) && node is not null)
         {
             var next = node.Next;
-            if (node.Value.Refs == 0 && node.Value.LastUsedMs <= idleSince)
+            // Demoted into the loose tier a pin stays verified, so recency only protects pins that would be unmapped.
+            if (node.Value.Refs == 0 && (node.Value.LastUsedMs <= idleSince || node.Value.Length <= LooseBudget))
+            {
+                DemoteLocked(node.Value);
+            }
+            node = next;
+        }
+        return _used + length <= Budget && _count < MaxPins;
+    }
+
+    /// <summary>An idle locked pin leaves the budget: unlocked and kept as a loose pin, or unmapped if none fits.</summary>
+    private void DemoteLocked(Pin pin)
+    {
+        _lru.Remove(pin.Node);
+        _ = Native.munlock(pin.Address, (nuint)pin.Length);
+        pin.Locked = false;
+        _used -= pin.Length;
+        _count--;
+        if (pin.Length <= LooseBudget && MakeLooseRoomLocked(pin.Length))
+        {
+            _mapped += pin.Length;
+            _looseCount++;
+            pin.Node = _loose.AddLast(pin);
+            return;
+        }
+        _pins.Remove(pin.Path);
+        pin.Listed = false;
+        _ = Native.munmap(pin.Address, (nuint)pin.Length);
+        pin.Handle.Dispose();
+        pin.Address = 0;
+    }
+
+    private bool MakeLooseRoomLocked(long length)
+    {
+        var node = _loose.First;
+        while ((_mapped + length > LooseBudget || _looseCount >= MaxLoosePins) && node is not null)
+        {
+            var next = node.Next;
+            if (node.Value.Refs == 0)
             {
                 RemoveLocked(node.Value);
             }
             node = next;
         }
-        return _used + length <= Budget && _count < MaxPins;
+        return _mapped + length <= LooseBudget && _looseCount < MaxLoosePins;
     }
 
     private void RemoveLocked(Pin pin)
@@ -259,7 +509,7 @@ public sealed unsafe partial class VerifiedPins : IDisposable
         if (pin.Listed)
         {
             _pins.Remove(pin.Path);
-            _lru.Remove(pin.Node);
+            pin.Node.List!.Remove(pin.Node);
             pin.Listed = false;
         }
         if (pin.Refs == 0)
@@ -275,8 +525,16 @@ public sealed unsafe partial class VerifiedPins : IDisposable
             _ = Native.munmap(pin.Address, (nuint)pin.Length); // also unlocks the pages
             pin.Handle.Dispose();
             pin.Address = 0;
-            _used -= pin.Length;
-            _count--;
+            if (pin.Locked)
+            {
+                _used -= pin.Length;
+                _count--;
+            }
+            else
+            {
+                _mapped -= pin.Length;
+                _looseCount--;
+            }
         }
     }
 
@@ -316,6 +574,9 @@ public sealed unsafe partial class VerifiedPins : IDisposable
         /// <summary>The file the pin was taken from (statx of it tells whether it changed).</summary>
         internal SafeFileHandle Handle => pin.Handle;
 
+        /// <summary>Locked in memory; false for a loose pin (send from the file only, and check <see cref="Intact"/>).</summary>
+        public bool Locked => pin.Locked;
+
         /// <summary>The pinned bytes [offset, offset+count).</summary>
         public ReadOnlySpan<byte> Slice(long offset, int count) => new((void*)(pin.Address + (nint)offset), count);
 
@@ -338,6 +599,7 @@ public sealed unsafe partial class VerifiedPins : IDisposable
         internal int Refs { get; set; }
         internal long LastUsedMs { get; set; }
         internal bool Listed { get; set; }
+        internal bool Locked { get; set; }
         internal LinkedListNode<Pin> Node { get; set; } = null!;
     }
 

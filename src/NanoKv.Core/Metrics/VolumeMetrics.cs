@@ -17,7 +17,7 @@ public sealed class VolumeMetrics : ServerMetrics
         Capacity = Factory.CreateGauge("nanokv_volume_capacity_bytes", "filesystem size of the data folder");
         Free = Factory.CreateGauge("nanokv_volume_free_bytes", "free bytes on the data folder's filesystem");
         Blobs = Factory.CreateGauge("nanokv_volume_blobs", "committed blobs on this volume (recounted at most every 15 s)");
-        SendfileReads = Factory.CreateCounter("nanokv_sendfile_reads_total", "GETs on the read port: pinned (sent from verified locked pages), verified (hashed, then sent and pinned), streamed (hashed and sent in locked windows), redirected (to the main port)", ["outcome"]);
+        SendfileReads = Factory.CreateCounter("nanokv_sendfile_reads_total", "GETs on the read port: pinned (sent from verified locked pages), mapped (sent from a verified blob whose pages are all still mapped, unlocked), verified (hashed, then sent and pinned), streamed (hashed and sent in locked windows, then kept mapped), redirected (to the main port)", ["outcome"]);
         UploadWrites = Factory.CreateCounter("nanokv_volume_upload_writes_total", "upload bodies written, by path: cached (through the page cache; the replica reads go to first), direct (around it, O_DIRECT), directrefused (around it was asked, the filesystem refused)", ["path"]);
         BlobBytes = Factory.CreateGauge("nanokv_volume_blob_bytes", "bytes of committed blobs on this volume (recounted at most every 15 s)");
     }

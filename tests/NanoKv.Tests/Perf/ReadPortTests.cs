@@ -275,6 +275,46 @@ public class ReadPortTests
         Assert.False(File.Exists(path), "the corrupt copy was not quarantined");
     }
 
+    /// <summary>
+    /// A blob over the lock budget is verified in windows once; its mapping is kept (loose pin) and later reads
+    /// send it without hashing while every page is still present. Pages reclaimed since (MADV_PAGEOUT, as memory
+    /// pressure would) send the next read back to hashing, and a byte flipped on disk is caught as before.
+    /// </summary>
+    [Fact]
+    public async Task AVerifiedBlobOverTheLockBudgetIsReadUnhashedUntilItsPagesAreReclaimed()
+    {
+        var dir = TempDir.Create("loose");
+        await using var v = VolumeServer.Create(new VolumeOptions { DataDir = dir, Port = 0, PinBytes = MiB, LogLevel = Microsoft.Extensions.Logging.LogLevel.Warning });
+        await v.StartAsync();
+        var data = RandomNumberGenerator.GetBytes((3 * MiB) + 7);
+        await StoreAsync(v, "loose", data);
+        using var http = new HttpClient();
+        Assert.Equal(data, await http.GetByteArrayAsync($"{v.ReadUrl}/loose"));
+        await CountedAsync(v, "streamed", 1);
+        Assert.Equal(data, await http.GetByteArrayAsync($"{v.ReadUrl}/loose"));
+        await CountedAsync(v, "mapped", 1); // not hashed again
+
+        var path = v.Store.BlobPath(Encoding.UTF8.GetBytes("loose"));
+        using (var lease = v.Pins.TryAcquire(path, allowLoose: true))
+        {
+            Assert.False(lease!.Locked);
+            VerifiedPinsTests.PageOut(lease.Address, lease.Length);
+            Assert.False(VerifiedPins.AllPresent(lease.Address, lease.Length), "MADV_PAGEOUT reclaimed no page: the fault did not fire");
+        }
+        Assert.Equal(data, await http.GetByteArrayAsync($"{v.ReadUrl}/loose"));
+        await CountedAsync(v, "streamed", 2); // hashed again, then kept again
+        Assert.Equal(1, v.Metrics.SendfileReads.WithLabels("mapped").Value);
+
+        Ops.OpsTests.FlipByte(path);
+        using (var resp = await http.GetAsync($"{v.ReadUrl}/loose", HttpCompletionOption.ResponseHeadersRead))
+        {
+            var err = await Record.ExceptionAsync(() => resp.Content.ReadAsByteArrayAsync());
+            Assert.True(err is HttpRequestException or IOException, $"expected a cut transfer, got {err?.ToString() ?? "the whole body"}");
+        }
+        Assert.Equal(1, v.Metrics.VerifiedReadFailures.Value);
+        Assert.Equal(1, v.Metrics.SendfileReads.WithLabels("mapped").Value);
+    }
+
     /// <summary>Awaits a read-port outcome count: the server counts a read once its last byte left, which the client may see first.</summary>
     private static Task CountedAsync(VolumeServer v, string outcome, double count) => TestCluster.WaitUntilAsync(
         () => v.Metrics.SendfileReads.WithLabels(outcome).Value == count, TimeSpan.FromSeconds(10), $"{count} {outcome} reads counted");

@@ -85,7 +85,7 @@ public class VerifiedPinsTests
     {
         var blobs = Enumerable.Range(0, 3).Select(_ => Blob(4 * MiB)).ToList();
         var now = 1_000_000L;
-        using var pins = new VerifiedPins((4 * MiB * 2) + MiB, nowMs: () => now);
+        using var pins = new VerifiedPins((4 * MiB * 2) + MiB, nowMs: () => now, looseBudgetBytes: 0); // evicted = unmapped
         var leases = new List<VerifiedPins.Lease>();
         foreach (var (path, _) in blobs.Take(2))
         {
@@ -118,7 +118,7 @@ public class VerifiedPinsTests
         // Five blobs read in turn, room for two: plain LRU would evict each pin just before its next read (0 hits).
         var blobs = Enumerable.Range(0, 5).Select(_ => Blob(MiB)).ToList();
         var now = 1_000_000L;
-        using var pins = new VerifiedPins((2 * MiB) + (MiB / 2), nowMs: () => now);
+        using var pins = new VerifiedPins((2 * MiB) + (MiB / 2), nowMs: () => now, looseBudgetBytes: 0);
         var hits = 0;
         for (var round = 0; round < 4; round++)
         {
@@ -141,6 +141,81 @@ public class VerifiedPinsTests
         Assert.Equal(2 * 3, hits); // the first two blobs, in each round after the first
         Assert.NotNull(pins.TryAcquire(blobs[0].Path));
         Assert.Null(pins.TryAcquire(blobs[4].Path));
+    }
+
+    [Fact]
+    public void AnEvictedPinStaysVerifiedUnlockedWhileEveryPageIsPresent()
+    {
+        var blobs = Enumerable.Range(0, 2).Select(_ => Blob(4 * MiB)).ToList();
+        using var pins = new VerifiedPins(5 * MiB, looseBudgetBytes: 64 * MiB);
+        foreach (var (path, _) in blobs)
+        {
+            using var lease = pins.TryPin(path)!;
+            pins.Commit(lease); // the second pin demotes the first (read just now: no longer protected by recency)
+        }
+        Assert.Equal(4 * MiB, pins.Used);
+        Assert.Equal(4 * MiB, pins.LooseUsed);
+        Assert.Null(pins.TryAcquire(blobs[0].Path)); // not locked: never for a reader that copies through the mapping
+        using (var loose = pins.TryAcquire(blobs[0].Path, allowLoose: true))
+        {
+            Assert.NotNull(loose);
+            Assert.False(loose.Locked);
+            Assert.True(VerifiedPins.Intact(loose));
+        }
+        using (var locked = pins.TryAcquire(blobs[1].Path, allowLoose: true))
+        {
+            Assert.True(locked!.Locked);
+        }
+        // A locked pin of the same file takes the loose one's place.
+        using (var again = pins.TryPin(blobs[0].Path)!)
+        {
+            pins.Commit(again);
+        }
+        Assert.Equal(4 * MiB, pins.Used); // blobs[0] locked, blobs[1] demoted to make room
+        Assert.Equal(4 * MiB, pins.LooseUsed);
+        using var relocked = pins.TryAcquire(blobs[0].Path);
+        Assert.True(relocked!.Locked);
+    }
+
+    [Fact]
+    public void ALoosePinWhosePagesWereReclaimedIsDroppedAndAReadInFlightSeesIt()
+    {
+        var blobs = Enumerable.Range(0, 2).Select(_ => Blob(4 * MiB)).ToList();
+        using var pins = new VerifiedPins(5 * MiB, looseBudgetBytes: 64 * MiB);
+        foreach (var (path, _) in blobs)
+        {
+            using var lease = pins.TryPin(path)!;
+            pins.Commit(lease);
+        }
+        var held = pins.TryAcquire(blobs[0].Path, allowLoose: true)!;
+        Assert.False(held.Locked);
+        PageOut(held.Address, held.Length);
+        Assert.False(VerifiedPins.AllPresent(held.Address, held.Length), "MADV_PAGEOUT reclaimed no page: the fault did not fire");
+        Assert.False(VerifiedPins.Intact(held), "a read in flight must notice before its last chunk");
+        held.Dispose();
+        Assert.Null(pins.TryAcquire(blobs[0].Path, allowLoose: true));
+        Assert.Equal(0, pins.LooseUsed);
+    }
+
+    [Fact]
+    public void AMostlyCachedBlobIsPinnedAfterItsDroppedPagesAreReadBackAndAnUncachedOneIsNot()
+    {
+        var (path, data) = Blob(4 * MiB);
+        // Some pages missing, as the kernel drops scattered pages of recently written files: all dropped, most read back.
+        Drop(path, 0, 4 * MiB);
+        ReadBack(path, 0, (3 * MiB) + (MiB / 2));
+        var missing = MissingPages(path);
+        Assert.InRange(missing, 1, MiB / Environment.SystemPageSize); // the fault fired, and under a quarter
+        using var pins = new VerifiedPins(64 * MiB);
+        using (var lease = pins.TryPin(path))
+        {
+            Assert.NotNull(lease);
+            Assert.Equal(data, lease.Slice(0, data.Length).ToArray());
+        }
+        var (cold, _) = Blob(4 * MiB);
+        Drop(cold, 0, 4 * MiB);
+        Assert.Equal(4 * MiB / Environment.SystemPageSize, MissingPages(cold));
+        Assert.Null(pins.TryPin(cold)); // mostly on disk: streamed in windows instead
     }
 
     [Fact]
@@ -219,7 +294,70 @@ public class VerifiedPinsTests
         var dir = TempDir.Create("pins");
         var data = RandomNumberGenerator.GetBytes(size);
         var path = Path.Combine(dir, "blob");
-        File.WriteAllBytes(path, data);
+        using (var f = new FileStream(path, FileMode.CreateNew))
+        {
+            f.Write(data);
+            f.Flush(flushToDisk: true); // clean pages: reclaimable at once (PageOut)
+        }
         return (path, data);
     }
+
+    /// <summary>Reclaims the pages of a mapping (MADV_PAGEOUT), as memory pressure would.</summary>
+    internal static void PageOut(nint addr, long length)
+    {
+        const int MadvPageout = 21;
+        Assert.Equal(0, Madvise(addr, (nuint)length, MadvPageout));
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "madvise", SetLastError = true)]
+    private static extern int Madvise(nint addr, nuint length, int advice);
+
+    /// <summary>Drops [offset, offset+length) of a file from the page cache (POSIX_FADV_DONTNEED).</summary>
+    private static void Drop(string path, long offset, long length)
+    {
+        const int FadvDontNeed = 4;
+        using var f = File.OpenHandle(path);
+        Assert.Equal(0, Fadvise((int)f.DangerousGetHandle(), offset, length, FadvDontNeed));
+    }
+
+    /// <summary>Reads [offset, offset+length) into the page cache without readahead (POSIX_FADV_RANDOM).</summary>
+    private static void ReadBack(string path, long offset, int length)
+    {
+        const int FadvRandom = 1;
+        using var f = File.OpenHandle(path);
+        Assert.Equal(0, Fadvise((int)f.DangerousGetHandle(), 0, 0, FadvRandom));
+        var buffer = new byte[length];
+        Assert.Equal(length, RandomAccess.Read(f, buffer, offset));
+    }
+
+    /// <summary>Pages of the file not in the page cache (mincore of a fresh mapping).</summary>
+    private static int MissingPages(string path)
+    {
+        using var f = File.OpenHandle(path);
+        var length = (nuint)new FileInfo(path).Length;
+        var addr = Mmap(0, length, 1, 1, (int)f.DangerousGetHandle(), 0);
+        Assert.NotEqual(-1, addr);
+        try
+        {
+            var vec = new byte[((int)length + Environment.SystemPageSize - 1) / Environment.SystemPageSize];
+            Assert.Equal(0, Mincore(addr, length, vec));
+            return vec.Count(b => (b & 1) == 0);
+        }
+        finally
+        {
+            _ = Munmap(addr, length);
+        }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "posix_fadvise")]
+    private static extern int Fadvise(int fd, long offset, long length, int advice);
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "mmap", SetLastError = true)]
+    private static extern nint Mmap(nint addr, nuint length, int prot, int flags, int fd, long offset);
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "munmap", SetLastError = true)]
+    private static extern int Munmap(nint addr, nuint length);
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "mincore", SetLastError = true)]
+    private static extern int Mincore(nint addr, nuint length, byte[] vec);
 }
