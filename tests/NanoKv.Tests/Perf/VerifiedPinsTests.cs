@@ -198,24 +198,30 @@ public class VerifiedPinsTests
     }
 
     [Fact]
-    public void AMostlyCachedBlobIsPinnedAfterItsDroppedPagesAreReadBackAndAnUncachedOneIsNot()
+    public void AMostlyCachedLargeBlobIsPinnedAfterItsDroppedPagesAreReadBackAndAnUncachedOrSmallOneIsNot()
     {
-        var (path, data) = Blob(4 * MiB);
+        const int Size = (int)VerifiedPins.FillHolesFrom;
+        var (path, data) = Blob(Size);
         // Some pages missing, as the kernel drops scattered pages of recently written files: all dropped, most read back.
-        Drop(path, 0, 4 * MiB);
-        ReadBack(path, 0, (3 * MiB) + (MiB / 2));
+        Drop(path, 0, Size);
+        ReadBack(path, 0, Size - (3 * MiB));
         var missing = MissingPages(path);
-        Assert.InRange(missing, 1, MiB / Environment.SystemPageSize); // the fault fired, and under a quarter
-        using var pins = new VerifiedPins(64 * MiB);
+        Assert.InRange(missing, 1, Size / 4 / Environment.SystemPageSize); // the fault fired, and under a quarter
+        using var pins = new VerifiedPins(256 * MiB);
         using (var lease = pins.TryPin(path))
         {
             Assert.NotNull(lease);
-            Assert.Equal(data, lease.Slice(0, data.Length).ToArray());
+            Assert.True(lease.Slice(0, data.Length).SequenceEqual(data));
         }
-        var (cold, _) = Blob(4 * MiB);
-        Drop(cold, 0, 4 * MiB);
-        Assert.Equal(4 * MiB / Environment.SystemPageSize, MissingPages(cold));
+        var (cold, _) = Blob(Size);
+        Drop(cold, 0, Size);
+        Assert.Equal(Size / Environment.SystemPageSize, MissingPages(cold));
         Assert.Null(pins.TryPin(cold)); // mostly on disk: streamed in windows instead
+        var (small, _) = Blob(4 * MiB);
+        Drop(small, 0, 4 * MiB);
+        ReadBack(small, 0, 3 * MiB);
+        Assert.InRange(MissingPages(small), 1, MiB / Environment.SystemPageSize);
+        Assert.Null(pins.TryPin(small)); // under FillHolesFrom: not read back, streamed
     }
 
     [Fact]
