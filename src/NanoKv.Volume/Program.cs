@@ -19,7 +19,7 @@ var heartbeat = new Option<int>("--heartbeat-ms") { Description = "Heartbeat int
 var faults = new Option<bool>("--enable-fault-injection") { Description = "Test only: enable POST /admin/faults (also NANOKV_FAULTS=1)" };
 var peers = new Option<string?>("--peers") { Description = "Comma-separated volume URLs /internal/pull may fetch from (the coordinator's node list is added automatically)" };
 var noVerify = new Option<bool>("--no-verify-reads") { Description = "Skip hashing full-body GETs against the stored BLAKE3 (faster; corrupt bytes are then only caught by verify --deep)" };
-var pinBytes = new Option<long?>("--pin-bytes") { Description = "Bytes of verified blobs kept locked (mlock) in memory, so repeat full GETs send them without hashing again (default: 1/16 of RAM, at most 2 GiB; 0 hashes every read)" };
+var pinBytes = new Option<long?>("--pin-bytes") { Description = "Bytes of verified blobs kept locked (mlock) in memory, so repeat full GETs send them without hashing again (default: 1/16 of RAM, at most 2 GiB); an evicted one stays mapped unlocked (up to half of RAM) and the read port sends it unhashed while all its pages stay in memory; 0 hashes every read" };
 var readPort = new Option<int>("--read-port") { Description = "Port of the sendfile read port that redirected GETs go to (0: any free port; -1: none, GETs use --port; never with TLS)", DefaultValueFactory = _ => 0 };
 var tlsCert = new Option<string?>("--tls-cert") { Description = "PEM certificate file: serve HTTPS (with --tls-key)" };
 var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key file for --tls-cert" };
