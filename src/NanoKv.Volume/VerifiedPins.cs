@@ -169,12 +169,7 @@ public sealed unsafe partial class VerifiedPins : IDisposable
             {
                 return false;
             }
-            var pin = new Pin(path, stamp, handle, addr) { Locked = false, LastUsedMs = _nowMs() };
-            _mapped += pin.Length;
-            _looseCount++;
-            _pins[path] = pin;
-            pin.Node = _loose.AddLast(pin);
-            pin.Listed = true;
+            AddLooseLocked(new Pin(path, stamp, handle, addr) { Locked = false, LastUsedMs = _nowMs() });
             return true;
         }
     }
@@ -380,19 +375,8 @@ public sealed unsafe partial class VerifiedPins : IDisposable
         var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1 << 20);
         try
         {
-            fixed (byte* v = vec)
-            {
-                if (Native.mincore(addr, (nuint)length, v) != 0)
-                {
-                    return false;
-                }
-            }
-            var missing = 0;
-            for (var i = 0; i < pages; i++)
-            {
-                missing += ~vec[i] & 1;
-            }
-            if ((long)missing * 4 > pages)
+            var missing = Missing(addr, length, vec);
+            if (missing < 0 || (long)missing * 4 > pages)
             {
                 return false;
             }
@@ -432,30 +416,34 @@ public sealed unsafe partial class VerifiedPins : IDisposable
     /// <summary>True when every page of the mapping is in the page cache (mincore).</summary>
     private static bool Resident(nint addr, long length)
     {
-        var pages = (int)((length + Environment.SystemPageSize - 1) / Environment.SystemPageSize);
-        var vec = System.Buffers.ArrayPool<byte>.Shared.Rent(pages);
+        var vec = System.Buffers.ArrayPool<byte>.Shared.Rent((int)((length + Environment.SystemPageSize - 1) / Environment.SystemPageSize));
         try
         {
-            fixed (byte* v = vec)
-            {
-                if (Native.mincore(addr, (nuint)length, v) != 0)
-                {
-                    return false;
-                }
-            }
-            for (var i = 0; i < pages; i++)
-            {
-                if ((vec[i] & 1) == 0)
-                {
-                    return false;
-                }
-            }
-            return true;
+            return Missing(addr, length, vec) == 0;
         }
         finally
         {
             System.Buffers.ArrayPool<byte>.Shared.Return(vec);
         }
+    }
+
+    /// <summary>Pages of the mapping not in the page cache, their mincore bytes left in vec; -1 when mincore fails.</summary>
+    private static int Missing(nint addr, long length, byte[] vec)
+    {
+        var pages = (int)((length + Environment.SystemPageSize - 1) / Environment.SystemPageSize);
+        fixed (byte* v = vec)
+        {
+            if (Native.mincore(addr, (nuint)length, v) != 0)
+            {
+                return -1;
+            }
+        }
+        var missing = 0;
+        foreach (var b in vec.AsSpan(0, pages))
+        {
+            missing += ~b & 1;
+        }
+        return missing;
     }
 
     private bool MakeRoomLocked(long length)
@@ -478,23 +466,27 @@ public sealed unsafe partial class VerifiedPins : IDisposable
     /// <summary>An idle locked pin leaves the budget: unlocked and kept as a loose pin, or unmapped if none fits.</summary>
     private void DemoteLocked(Pin pin)
     {
+        if (pin.Length > LooseBudget || !MakeLooseRoomLocked(pin.Length))
+        {
+            RemoveLocked(pin);
+            return;
+        }
         _lru.Remove(pin.Node);
         _ = Native.munlock(pin.Address, (nuint)pin.Length);
         pin.Locked = false;
         _used -= pin.Length;
         _count--;
-        if (pin.Length <= LooseBudget && MakeLooseRoomLocked(pin.Length))
-        {
-            _mapped += pin.Length;
-            _looseCount++;
-            pin.Node = _loose.AddLast(pin);
-            return;
-        }
-        _pins.Remove(pin.Path);
-        pin.Listed = false;
-        _ = Native.munmap(pin.Address, (nuint)pin.Length);
-        pin.Handle.Dispose();
-        pin.Address = 0;
+        AddLooseLocked(pin);
+    }
+
+    /// <summary>Lists an unlocked, verified mapping as a loose pin (room was made).</summary>
+    private void AddLooseLocked(Pin pin)
+    {
+        _mapped += pin.Length;
+        _looseCount++;
+        _pins[pin.Path] = pin;
+        pin.Node = _loose.AddLast(pin);
+        pin.Listed = true;
     }
 
     private bool MakeLooseRoomLocked(long length)

@@ -146,13 +146,8 @@ public class VerifiedPinsTests
     [Fact]
     public void AnEvictedPinStaysVerifiedUnlockedWhileEveryPageIsPresent()
     {
-        var blobs = Enumerable.Range(0, 2).Select(_ => Blob(4 * MiB)).ToList();
         using var pins = new VerifiedPins(5 * MiB, looseBudgetBytes: 64 * MiB);
-        foreach (var (path, _) in blobs)
-        {
-            using var lease = pins.TryPin(path)!;
-            pins.Commit(lease); // the second pin demotes the first (read just now: no longer protected by recency)
-        }
+        var blobs = PinInTurn(pins, 2); // the second pin demotes the first (read just now: no longer protected by recency)
         Assert.Equal(4 * MiB, pins.Used);
         Assert.Equal(4 * MiB, pins.LooseUsed);
         Assert.Null(pins.TryAcquire(blobs[0].Path)); // not locked: never for a reader that copies through the mapping
@@ -180,13 +175,8 @@ public class VerifiedPinsTests
     [Fact]
     public void ALoosePinWhosePagesWereReclaimedIsDroppedAndAReadInFlightSeesIt()
     {
-        var blobs = Enumerable.Range(0, 2).Select(_ => Blob(4 * MiB)).ToList();
         using var pins = new VerifiedPins(5 * MiB, looseBudgetBytes: 64 * MiB);
-        foreach (var (path, _) in blobs)
-        {
-            using var lease = pins.TryPin(path)!;
-            pins.Commit(lease);
-        }
+        var blobs = PinInTurn(pins, 2);
         var held = pins.TryAcquire(blobs[0].Path, allowLoose: true)!;
         Assert.False(held.Locked);
         PageOut(held.Address, held.Length);
@@ -306,6 +296,18 @@ public class VerifiedPinsTests
             f.Flush(flushToDisk: true); // clean pages: reclaimable at once (PageOut)
         }
         return (path, data);
+    }
+
+    /// <summary>Writes count 4 MiB blobs and pins and commits each in turn (each verified read's pin).</summary>
+    private static List<(string Path, byte[] Data)> PinInTurn(VerifiedPins pins, int count)
+    {
+        var blobs = Enumerable.Range(0, count).Select(_ => Blob(4 * MiB)).ToList();
+        foreach (var (path, _) in blobs)
+        {
+            using var lease = pins.TryPin(path)!;
+            pins.Commit(lease);
+        }
+        return blobs;
     }
 
     /// <summary>Reclaims the pages of a mapping (MADV_PAGEOUT), as memory pressure would.</summary>
