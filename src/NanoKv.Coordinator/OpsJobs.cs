@@ -49,16 +49,12 @@ public sealed class OpsJobs(IMetaStore store, NodeRegistry nodes, HttpClient htt
             Job job;
             try
             {
-                job = await StartAsync(id, options);
+                job = await StartAsync(id, options, held);
             }
             catch when (held is not null)
             {
                 await lease.HoldAsync(held, Task.CompletedTask); // releases it
                 throw;
-            }
-            if (held is not null)
-            {
-                _ = lease.HoldAsync(held, job.Run);
             }
             return Results.Json(job.Status(), statusCode: 202);
         });
@@ -70,7 +66,7 @@ public sealed class OpsJobs(IMetaStore store, NodeRegistry nodes, HttpClient htt
     /// <summary>Every job since start, oldest first (for the metrics gauges).</summary>
     public IReadOnlyList<JobStatus> Statuses() => [.. _jobs.Values.OrderBy(j => j.Started).Select(j => j.Status())];
 
-    private async Task<Job> StartAsync(string id, OpsOptions options)
+    private async Task<Job> StartAsync(string id, OpsOptions options, JobLeaseRecord? held)
     {
         var specs = options.Nodes.Count > 0
             ? options.Nodes
@@ -80,8 +76,7 @@ public sealed class OpsJobs(IMetaStore store, NodeRegistry nodes, HttpClient htt
         var volumes = new VolumeClient(http, TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(30));
         var ctx = new OpsContext(options, store, resolved, volumes, journal, NanoKv.Ops.Commands.NewReport(options));
         var job = new Job(id, ctx);
-        _jobs[job.Id] = job;
-        job.Run = Task.Run(async () =>
+        var run = Task.Run(async () =>
         {
             try
             {
@@ -97,7 +92,17 @@ public sealed class OpsJobs(IMetaStore store, NodeRegistry nodes, HttpClient htt
                 ctx.Dispose();
             }
         });
+        // The job reads as ended only once its cluster-wide lease is released, so a caller that saw it end may
+        // start the next one at once.
+        job.Run = held is null ? run : HoldThenAwaitAsync(held, run);
+        _jobs[job.Id] = job;
         return job;
+    }
+
+    private async Task HoldThenAwaitAsync(JobLeaseRecord held, Task run)
+    {
+        await lease.HoldAsync(held, run);
+        await run;
     }
 
     private sealed class Job(string id, OpsContext ctx)
