@@ -128,8 +128,8 @@ public sealed partial class BlobStore
         return (ReadMeta(uploadId) ?? throw UnknownUpload(uploadId)).Key;
     }
 
-    /// <summary>Commit: rename the fsync'd temp file into place and fsync the directory. Idempotent.</summary>
-    public void Commit(string uploadId, byte[] key, long version)
+    /// <summary>Commit: rename the fsync'd temp file into place and fsync the directory. Idempotent; the bytes committed (0 when it was done before).</summary>
+    public long Commit(string uploadId, byte[] key, long version)
     {
         CheckUploadId(uploadId);
         var meta = ReadMeta(uploadId);
@@ -137,7 +137,7 @@ public sealed partial class BlobStore
         {
             if (IsCommitted(uploadId) || HoldsVersion(key, version))
             {
-                return; // retried commit: already done
+                return 0; // retried commit: already done
             }
             throw UnknownUpload(uploadId);
         }
@@ -155,7 +155,7 @@ public sealed partial class BlobStore
         {
             // A crash (or kill) came between the rename and the marker: the commit happened; finish it.
             File.Move(MetaPath(uploadId), CommittedPath(uploadId), overwrite: true);
-            return;
+            return 0;
         }
         var dir = Path.GetDirectoryName(dest)!;
         MakeFolder(dir, BlobsDir);
@@ -200,6 +200,7 @@ public sealed partial class BlobStore
         {
             File.Move(MetaPath(uploadId), CommittedPath(uploadId), overwrite: true);
         }
+        return meta.Size ?? 0;
     }
 
     /// <summary>

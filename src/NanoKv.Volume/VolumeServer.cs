@@ -38,6 +38,9 @@ public sealed record VolumeOptions
     /// <summary>Bytes of verified blobs kept locked in memory so repeat full GETs skip the hash (0 = hash every read).</summary>
     public long PinBytes { get; init; } = VerifiedPins.DefaultBudget();
 
+    /// <summary>Verify and pin a committed blob from <see cref="CommitPins.From"/> that is in the page cache before its first GET.</summary>
+    public bool PinOnCommit { get; init; } = true;
+
     public string? TlsCert { get; init; }
 
     public string? TlsKey { get; init; }
@@ -80,6 +83,9 @@ public sealed class VolumeServer : IAsyncDisposable
     /// <summary>Verified blobs locked in memory (see <see cref="VerifiedPins"/>).</summary>
     public VerifiedPins Pins { get; private init; } = null!;
 
+    /// <summary>Verifies committed blobs ahead of their first GET (see <see cref="Volume.CommitPins"/>).</summary>
+    private CommitPins? _commitPins;
+
     /// <summary>URLs of cluster volumes, from --peers and the coordinator's heartbeat answers.</summary>
     private readonly ConcurrentDictionary<string, byte> _peers = new();
 
@@ -120,6 +126,10 @@ public sealed class VolumeServer : IAsyncDisposable
     public async Task StartAsync(CancellationToken ct = default)
     {
         await _app.StartAsync(ct);
+        if (Options.PinOnCommit && Pins.Budget > 0)
+        {
+            _commitPins = new CommitPins(Pins, Metrics, _app.Logger);
+        }
         Url = (Options.PublicUrl ?? ServerHost.BoundAddress(_app).ToString()).TrimEnd('/');
         if (Options.ReadPort >= 0 && Options.TlsCert is null)
         {
@@ -149,6 +159,10 @@ public sealed class VolumeServer : IAsyncDisposable
         }
         await _app.StopAsync(CancellationToken.None);
         await _app.DisposeAsync();
+        if (_commitPins is not null)
+        {
+            await _commitPins.DisposeAsync();
+        }
         _http.Dispose();
         _stop.Dispose();
         Pins.Dispose();
@@ -288,7 +302,8 @@ public sealed class VolumeServer : IAsyncDisposable
             var uploadId = RequireString(ctx, "upload_id");
             var key = RequireKey(ctx, "key");
             var version = OptionalLong(ctx, "version") ?? VersionNow();
-            Store.Commit(uploadId, key, version);
+            var size = Store.Commit(uploadId, key, version);
+            _commitPins?.Offer(Store.BlobPath(key), size);
             return Task.FromResult(Results.Json(new { committed = true, upload_id = uploadId, version }));
         }));
 

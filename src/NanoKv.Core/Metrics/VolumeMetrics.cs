@@ -19,6 +19,7 @@ public sealed class VolumeMetrics : ServerMetrics
         Blobs = Factory.CreateGauge("nanokv_volume_blobs", "committed blobs on this volume (recounted at most every 15 s)");
         SendfileReads = Factory.CreateCounter("nanokv_sendfile_reads_total", "GETs on the read port: pinned (sent from verified locked pages), mapped (sent from a verified blob whose pages are all still mapped, unlocked), verified (hashed, then sent and pinned), streamed (hashed and sent in locked windows, then kept mapped), redirected (to the main port)", ["outcome"]);
         UploadWrites = Factory.CreateCounter("nanokv_volume_upload_writes_total", "upload bodies written, by path: cached (through the page cache; the replica reads go to first), direct (around it, O_DIRECT), directrefused (around it was asked, the filesystem refused)", ["path"]);
+        CommitPins = Factory.CreateCounter("nanokv_commit_pins_total", "committed blobs from 8 MiB verified ahead of their first GET: pinned (hashed and kept as a verified pin), already (pinned before), skipped (not in the page cache, over the pin budget), mismatch (left to the read path)", ["outcome"]);
         BlobBytes = Factory.CreateGauge("nanokv_volume_blob_bytes", "bytes of committed blobs on this volume (recounted at most every 15 s)");
     }
 
@@ -29,6 +30,8 @@ public sealed class VolumeMetrics : ServerMetrics
     public Counter SendfileReads { get; }
 
     public Counter UploadWrites { get; }
+
+    public Counter CommitPins { get; }
 
     public Gauge Capacity { get; }
 

@@ -315,18 +315,69 @@ public class ReadPortTests
         Assert.Equal(1, v.Metrics.SendfileReads.WithLabels("mapped").Value);
     }
 
+    /// <summary>
+    /// A committed blob from 8 MiB that the volume wrote through the page cache (the replica GETs go to) is hashed
+    /// and pinned in the background after its commit, so its first GET is sent without hashing; with
+    /// --no-pin-on-commit the first GET hashes as before. A byte flipped on disk after the commit is still caught.
+    /// </summary>
+    [Fact]
+    public async Task ACommittedBlobIsVerifiedAndPinnedBeforeItsFirstGet()
+    {
+        var data = RandomNumberGenerator.GetBytes((int)CommitPins.From + 5);
+        foreach (var pinOnCommit in new[] { true, false })
+        {
+            var dir = TempDir.Create("commitpin");
+            await using var v = VolumeServer.Create(new VolumeOptions { DataDir = dir, Port = 0, PinOnCommit = pinOnCommit, LogLevel = Microsoft.Extensions.Logging.LogLevel.Warning });
+            await v.StartAsync();
+            await StoreAsync(v, "fresh", data, commitThroughApi: true);
+            await StoreAsync(v, "small", data.AsSpan(0, (int)CommitPins.From - 1).ToArray(), commitThroughApi: true);
+            using var http = new HttpClient();
+            if (pinOnCommit)
+            {
+                await TestCluster.WaitUntilAsync(() => v.Metrics.CommitPins.WithLabels("pinned").Value == 1, TimeSpan.FromSeconds(10), "the committed blob pinned");
+            }
+            Assert.Equal(data, await http.GetByteArrayAsync($"{v.ReadUrl}/fresh"));
+            await CountedAsync(v, pinOnCommit ? "pinned" : "verified", 1);
+            Assert.Equal(0, v.Metrics.SendfileReads.WithLabels(pinOnCommit ? "verified" : "pinned").Value);
+            Assert.Equal(pinOnCommit ? 1 : 0, v.Metrics.CommitPins.WithLabels("pinned").Value); // the small one is not queued
+        }
+
+        var flipped = TempDir.Create("commitpin-flip");
+        await using var f = VolumeServer.Create(new VolumeOptions { DataDir = flipped, Port = 0, LogLevel = Microsoft.Extensions.Logging.LogLevel.Warning });
+        await f.StartAsync();
+        await StoreAsync(f, "fresh", data, commitThroughApi: true);
+        await TestCluster.WaitUntilAsync(() => f.Metrics.CommitPins.WithLabels("pinned").Value == 1, TimeSpan.FromSeconds(10), "the committed blob pinned");
+        var path = f.Store.BlobPath(Encoding.UTF8.GetBytes("fresh"));
+        Ops.OpsTests.FlipByte(path);
+        using var client = new HttpClient();
+        using (var resp = await client.GetAsync($"{f.ReadUrl}/fresh", HttpCompletionOption.ResponseHeadersRead))
+        {
+            var err = await Record.ExceptionAsync(() => resp.Content.ReadAsByteArrayAsync());
+            Assert.True(err is HttpRequestException or IOException, $"expected a cut transfer, got {err?.ToString() ?? "the whole body"}");
+        }
+        Assert.Equal(1, f.Metrics.VerifiedReadFailures.Value);
+    }
+
     /// <summary>Awaits a read-port outcome count: the server counts a read once its last byte left, which the client may see first.</summary>
     private static Task CountedAsync(VolumeServer v, string outcome, double count) => TestCluster.WaitUntilAsync(
         () => v.Metrics.SendfileReads.WithLabels(outcome).Value == count, TimeSpan.FromSeconds(10), $"{count} {outcome} reads counted");
 
     /// <summary>Stores a blob on a volume through its upload steps (no coordinator).</summary>
-    private static async Task StoreAsync(VolumeServer v, string key, byte[] data)
+    /// <param name="commitThroughApi">commit with POST /internal/commit, as a coordinator does</param>
+    private static async Task StoreAsync(VolumeServer v, string key, byte[] data, bool commitThroughApi = false)
     {
         var id = Guid.NewGuid().ToString("N");
         var k = Encoding.UTF8.GetBytes(key);
         v.Store.Prepare(k, id, data.Length);
         await v.Store.ReceiveAsync(id, System.IO.Pipelines.PipeReader.Create(new MemoryStream(data)), null, CancellationToken.None);
-        v.Store.Commit(id, k, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1000);
+        if (!commitThroughApi)
+        {
+            v.Store.Commit(id, k, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1000);
+            return;
+        }
+        using var http = new HttpClient();
+        using var resp = await http.PostAsync($"{v.Url}/internal/commit?upload_id={id}&key={Uri.EscapeDataString(key)}", null);
+        resp.EnsureSuccessStatusCode();
     }
 
     /// <summary>The volume a plain-GET redirect for key points at (by its read port).</summary>
