@@ -52,8 +52,9 @@ public sealed class CommitPins : IAsyncDisposable
                 {
                     _metrics.CommitPins.WithLabels(PinOne(path)).Inc();
                 }
-                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                catch (Exception ex) when (ex is not OperationCanceledException)
                 {
+                    // Best effort: the read path verifies the blob as before; the worker must outlive any one blob.
                     _logger.LogDebug("pinning {Path} after its commit failed: {Error}", path, ex.Message);
                 }
             }
