@@ -39,8 +39,7 @@ public sealed class CommitPins : IAsyncDisposable
     }
 
     /// <summary>Queues the blob just committed at path (of size bytes); false when it is not queued.</summary>
-    public bool Offer(string path, long size) =>
-        size >= From && _pins.Budget > 0 && _queue.Writer.TryWrite(path);
+    public bool Offer(string path, long size) => size >= From && _queue.Writer.TryWrite(path);
 
     private async Task RunAsync(CancellationToken ct)
     {
@@ -83,13 +82,7 @@ public sealed class CommitPins : IAsyncDisposable
             return "skipped"; // not all in the page cache (written around it), over the budget, or pins off
         }
         using var hasher = ContentHasher.New();
-        for (var done = 0L; done < lease.Length;)
-        {
-            var piece = (int)Math.Min(lease.Length - done, 1 << 30);
-            hasher.Update(lease.Slice(done, piece));
-            done += piece;
-        }
-        if (!string.Equals(hasher.FinalizeHex(), etag, StringComparison.OrdinalIgnoreCase) || !VerifiedPins.Unchanged(lease))
+        if (!MappedSend.Matches(hasher, lease.Address, lease.Length, etag) || !VerifiedPins.Unchanged(lease))
         {
             return "mismatch";
         }

@@ -201,7 +201,8 @@ internal static class MappedSend
 
     private static unsafe void Hash(ContentHasher hasher, nint at, int count) => hasher.Update(new ReadOnlySpan<byte>((void*)at, count));
 
-    private static bool Matches(ContentHasher hasher, nint at, long length, string expectedEtag)
+    /// <summary>Hashes length mapped bytes at at into hasher; true when they hash to expectedEtag.</summary>
+    internal static bool Matches(ContentHasher hasher, nint at, long length, string expectedEtag)
     {
         for (var done = 0L; done < length;)
         {

@@ -329,8 +329,9 @@ public class ReadPortTests
             var dir = TempDir.Create("commitpin");
             await using var v = VolumeServer.Create(new VolumeOptions { DataDir = dir, Port = 0, PinOnCommit = pinOnCommit, LogLevel = Microsoft.Extensions.Logging.LogLevel.Warning });
             await v.StartAsync();
-            await StoreAsync(v, "fresh", data, commitThroughApi: true);
+            // The small one first: the queue is FIFO, so had it been queued it would be pinned before the large one.
             await StoreAsync(v, "small", data.AsSpan(0, (int)CommitPins.From - 1).ToArray(), commitThroughApi: true);
+            await StoreAsync(v, "fresh", data, commitThroughApi: true);
             using var http = new HttpClient();
             if (pinOnCommit)
             {
