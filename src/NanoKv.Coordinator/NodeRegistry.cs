@@ -86,6 +86,7 @@ public sealed partial class NodeRegistry(IMetaStore store, HttpClient http, Heal
         }
         _unresolvedUrls.TryRemove(url, out _);
         node.ReadUrl = a.ReadUrl?.TrimEnd('/');
+        node.HandoffSocket = a.HandoffSocket;
         node.MarkSeen(a.CapacityBytes, a.FreeBytes);
     }
 
@@ -102,6 +103,7 @@ public sealed partial class NodeRegistry(IMetaStore store, HttpClient http, Heal
             return true;
         }
         node.ReadUrl = a.ReadUrl?.TrimEnd('/');
+        node.HandoffSocket = a.HandoffSocket;
         node.MarkSeen(a.CapacityBytes, a.FreeBytes);
         return true;
     }
@@ -112,6 +114,9 @@ public sealed partial class NodeRegistry(IMetaStore store, HttpClient http, Heal
 
     /// <summary>The node's sendfile read port for plain full GETs, or null (none, or not heard from yet).</summary>
     public string? ReadUrlOf(string nodeId) => _nodes.TryGetValue(nodeId, out var n) ? n.ReadUrl : null;
+
+    /// <summary>The node's unix socket for read handoffs (usable only on its host), or null.</summary>
+    public string? HandoffSocketOf(string nodeId) => _nodes.TryGetValue(nodeId, out var n) ? n.HandoffSocket : null;
 
     /// <summary>Ids of nodes placement may use.</summary>
     public List<string> AliveIds() => _nodes.Values.Where(n => n.Status(settings, CoordinatorId) == NodeStatus.Alive).Select(n => n.Id).ToList();
@@ -202,7 +207,7 @@ public sealed partial class NodeRegistry(IMetaStore store, HttpClient http, Heal
                 node.MarkFailed();
                 return;
             }
-            Join(new NodeAnnounce(h.NodeId, url, h.CapacityBytes, h.FreeBytes, h.ReadUrl));
+            Join(new NodeAnnounce(h.NodeId, url, h.CapacityBytes, h.FreeBytes, h.ReadUrl, h.HandoffSocket));
         }
         catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or System.Text.Json.JsonException && !ct.IsCancellationRequested)
         {
@@ -222,6 +227,9 @@ public sealed partial class NodeRegistry(IMetaStore store, HttpClient http, Heal
 
         /// <summary>Where the node serves plain full GETs with sendfile (from its probe or heartbeat).</summary>
         public string? ReadUrl { get; set; }
+
+        /// <summary>Where the node takes read handoffs from a coordinator on its host.</summary>
+        public string? HandoffSocket { get; set; }
 
         public DateTimeOffset? LastSeen { get; private set; }
 

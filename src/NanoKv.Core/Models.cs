@@ -45,7 +45,8 @@ public sealed record NodeAnnounce(
     [property: JsonPropertyName("url")] string Url,
     [property: JsonPropertyName("capacity_bytes")] long? CapacityBytes,
     [property: JsonPropertyName("free_bytes")] long? FreeBytes,
-    [property: JsonPropertyName("read_url")] string? ReadUrl = null);
+    [property: JsonPropertyName("read_url")] string? ReadUrl = null,
+    [property: JsonPropertyName("handoff_socket")] string? HandoffSocket = null);
 
 /// <summary>A volume telling the coordinator that its copy of a key failed its checksum.</summary>
 public sealed record CorruptReport(
@@ -58,4 +59,5 @@ public sealed record VolumeHealth(
     [property: JsonPropertyName("node_id")] string NodeId,
     [property: JsonPropertyName("capacity_bytes")] long CapacityBytes,
     [property: JsonPropertyName("free_bytes")] long FreeBytes,
-    [property: JsonPropertyName("read_url")] string? ReadUrl = null);
+    [property: JsonPropertyName("read_url")] string? ReadUrl = null,
+    [property: JsonPropertyName("handoff_socket")] string? HandoffSocket = null);

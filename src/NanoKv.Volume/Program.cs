@@ -21,6 +21,7 @@ var peers = new Option<string?>("--peers") { Description = "Comma-separated volu
 var noVerify = new Option<bool>("--no-verify-reads") { Description = "Skip hashing full-body GETs against the stored BLAKE3 (faster; corrupt bytes are then only caught by verify --deep)" };
 var pinBytes = new Option<long?>("--pin-bytes") { Description = "Bytes of verified blobs kept locked (mlock) in memory, so repeat full GETs send them without hashing again (default: 1/16 of RAM, at most 2 GiB); an evicted one stays mapped unlocked (up to half of RAM) and the read port sends it unhashed while all its pages stay in memory; 0 hashes every read" };
 var noPinOnCommit = new Option<bool>("--no-pin-on-commit") { Description = "Do not verify a committed blob from 8 MiB ahead of its first GET (by default one still in the page cache is hashed and pinned in the background, so its first read is sent without hashing)" };
+var noHandoff = new Option<bool>("--no-handoff") { Description = "Do not serve full reads handed over by a coordinator on this host (over a unix socket in the data folder: the coordinator passes its client's connection and the volume sends the blob into it, instead of the coordinator relaying every byte)" };
 var readPort = new Option<int>("--read-port") { Description = "Port of the sendfile read port that redirected GETs go to (0: any free port; -1: none, GETs use --port; never with TLS)", DefaultValueFactory = _ => 0 };
 var tlsCert = new Option<string?>("--tls-cert") { Description = "PEM certificate file: serve HTTPS (with --tls-key)" };
 var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key file for --tls-cert" };
@@ -28,7 +29,7 @@ var verbose = new Option<bool>("--verbose") { Description = "Debug logging" };
 
 var root = new RootCommand("nanokv volume server: stores blobs on the local filesystem and serves them over HTTP")
 {
-    data, host, port, nodeId, publicUrl, coordinator, secret, heartbeat, peers, noVerify, pinBytes, noPinOnCommit, readPort, tlsCert, tlsKey, faults, verbose,
+    data, host, port, nodeId, publicUrl, coordinator, secret, heartbeat, peers, noVerify, pinBytes, noPinOnCommit, noHandoff, readPort, tlsCert, tlsKey, faults, verbose,
 };
 root.SetAction(async (parse, ct) =>
 {
@@ -46,6 +47,7 @@ root.SetAction(async (parse, ct) =>
         VerifyReads = !parse.GetValue(noVerify),
         PinBytes = parse.GetValue(pinBytes) ?? VerifiedPins.DefaultBudget(),
         PinOnCommit = !parse.GetValue(noPinOnCommit),
+        Handoff = !parse.GetValue(noHandoff),
         ReadPort = parse.GetValue(readPort),
         TlsCert = parse.GetValue(tlsCert),
         TlsKey = parse.GetValue(tlsKey),

@@ -41,6 +41,9 @@ public sealed record VolumeOptions
     /// <summary>Verify and pin a committed blob from <see cref="CommitPins.From"/> that is in the page cache before its first GET.</summary>
     public bool PinOnCommit { get; init; } = true;
 
+    /// <summary>Serve full reads a coordinator on this host hands over (its client's connection) from a unix socket in the data folder.</summary>
+    public bool Handoff { get; init; } = true;
+
     public string? TlsCert { get; init; }
 
     public string? TlsKey { get; init; }
@@ -95,7 +98,11 @@ public sealed class VolumeServer : IAsyncDisposable
     /// <summary>Base URL of the sendfile read port, or null when it is off (TLS, --read-port -1).</summary>
     public string? ReadUrl { get; private set; }
 
+    /// <summary>The unix socket where a coordinator on this host hands over full reads; null when none.</summary>
+    public string? HandoffSocket => _handoff?.Path;
+
     private SendfileServer? _readPort;
+    private HandoffServer? _handoff;
 
     public static VolumeServer Create(VolumeOptions options)
     {
@@ -136,6 +143,10 @@ public sealed class VolumeServer : IAsyncDisposable
             _readPort = SendfileServer.Start(this, ServerHost.ParseHost(Options.Host), Options.ReadPort, _app.Logger);
             ReadUrl = new UriBuilder(Url) { Port = _readPort.Port }.Uri.ToString().TrimEnd('/');
             _app.Logger.LogInformation("sendfile read port for full GETs at {ReadUrl}", ReadUrl);
+            if (Options.Handoff)
+            {
+                _handoff = HandoffServer.Start(this, Store.Root, _app.Logger);
+            }
         }
         _app.Logger.LogInformation("volume {NodeId} serving {Dir} at {Url}, BLAKE3 {Hash}{Why}", NodeId, Store.Root, Url, ContentHasher.Backend, ContentHasher.NativeUnavailableReason is { } why ? $" ({why})" : "");
         if (Options.CoordinatorUrl is not null)
@@ -149,6 +160,10 @@ public sealed class VolumeServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync();
+        if (_handoff is not null)
+        {
+            await _handoff.DisposeAsync();
+        }
         if (_readPort is not null)
         {
             await _readPort.DisposeAsync();
@@ -197,7 +212,7 @@ public sealed class VolumeServer : IAsyncDisposable
         {
             try
             {
-                var announce = new NodeAnnounce(NodeId, Url, Store.CapacityBytes(), Store.FreeBytes(), ReadUrl);
+                var announce = new NodeAnnounce(NodeId, Url, Store.CapacityBytes(), Store.FreeBytes(), ReadUrl, _handoff?.Path);
                 using var resp = await _http.PostAsJsonAsync(coord + (joined ? "/admin/heartbeat" : "/admin/join"), announce, ct);
                 if (resp.IsSuccessStatusCode)
                 {
@@ -241,7 +256,7 @@ public sealed class VolumeServer : IAsyncDisposable
         var app = _app;
         app.MapGet("/healthz", async (HttpContext ctx) =>
             ServerHost.IsExactRoute(ctx, "/healthz")
-                ? Results.Json(new VolumeHealth("ok", NodeId, Store.CapacityBytes(), Store.FreeBytes(), ReadUrl))
+                ? Results.Json(new VolumeHealth("ok", NodeId, Store.CapacityBytes(), Store.FreeBytes(), ReadUrl, _handoff?.Path))
                 : await ServeBlob(ctx));
 
         app.MapMetrics(Metrics, Options.Secret);

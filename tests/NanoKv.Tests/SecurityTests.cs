@@ -276,7 +276,7 @@ public class SecurityTests
             Assert.StartsWith(v.Store.BlobsDir + Path.DirectorySeparatorChar, path, StringComparison.Ordinal);
             Assert.Equal(data, await File.ReadAllBytesAsync(path));
             // Nothing else appeared anywhere in the volume folder but blobs/ and the bookkeeping folders.
-            Assert.All(Directory.GetFileSystemEntries(v.Store.Root), e => Assert.Contains(Path.GetFileName(e), new[] { "blobs", "tmp", "tombs", "node_id", "quarantine" }));
+            Assert.All(Directory.GetFileSystemEntries(v.Store.Root), e => Assert.Contains(Path.GetFileName(e), new[] { "blobs", "tmp", "tombs", "node_id", "quarantine", HandoffServer.FileName }));
         }
         var (delStatus, _) = await DataPathTests.RawExchangeAsync(c.Url, $"DELETE /{encoded} HTTP/1.1", "");
         Assert.Contains(" 204 ", delStatus, StringComparison.Ordinal);

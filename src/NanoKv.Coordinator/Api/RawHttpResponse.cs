@@ -19,7 +19,7 @@ internal sealed class RawHttpResponse(HttpContext ctx, Socket socket) : IRawResp
 
     /// <summary>Null unless the request is plain HTTP/1.1 without a body and Kestrel exposes the connection's socket.</summary>
     public static RawHttpResponse? For(HttpContext ctx) =>
-        SpliceRelay.Enabled && !ctx.Request.IsHttps && ctx.Request.Protocol == "HTTP/1.1" && ctx.Request.ContentLength is null or 0
+        (SpliceRelay.Enabled || SocketHandoff.Enabled) && !ctx.Request.IsHttps && ctx.Request.Protocol == "HTTP/1.1" && ctx.Request.ContentLength is null or 0
         && !ctx.Request.Headers.ContainsKey("Transfer-Encoding") && !ctx.Response.HasStarted
         && ctx.Features.Get<IConnectionSocketFeature>()?.Socket is { } s
             ? new RawHttpResponse(ctx, s)

@@ -26,7 +26,7 @@ public sealed partial class ObjectStore
             .Where(c => c.Status != NodeStatus.Down && c.Url is not null)
             .OrderBy(c => IsMarkedCorrupt(key, c.Id))
             .ThenBy(c => c.Status)
-            .Select(c => new ReplicaLocation(c.Id, c.Url!, nodes.ReadUrlOf(c.Id)))
+            .Select(c => new ReplicaLocation(c.Id, c.Url!, nodes.ReadUrlOf(c.Id), nodes.HandoffSocketOf(c.Id)))
             .ToList();
         return new ReadPlan(key, meta, candidates);
     }
@@ -53,8 +53,13 @@ public sealed partial class ObjectStore
         var absent = 0;
         foreach (var c in plan.Candidates)
         {
-            if (range is null && plan.Meta.Size >= SpliceRelay.MinBytes && c.ReadUrl is { } readUrl && sink.Raw is { } raw
-                && await TryRelayRawAsync(readUrl, plan, sink, raw, ct))
+            if (range is null && sink.Raw is { } raw && c.HandoffSocket is { } socketPath && plan.Meta.Size >= SocketHandoff.MinBytes
+                && await TryHandOffAsync(socketPath, plan, sink, raw))
+            {
+                return null;
+            }
+            if (range is null && plan.Meta.Size >= SpliceRelay.MinBytes && c.ReadUrl is { } readUrl && sink.Raw is { } raw2
+                && await TryRelayRawAsync(readUrl, plan, sink, raw2, ct))
             {
                 return null;
             }
@@ -123,6 +128,17 @@ public sealed partial class ObjectStore
     }
 
     /// <summary>
+    /// A full read handed to the replica on this host (<see cref="SocketHandoff"/>): true when the response went
+    /// out (whole, or cut); false when the volume declined before the first byte and the read should be relayed.
+    /// </summary>
+    private async Task<bool> TryHandOffAsync(string socketPath, ReadPlan plan, IObjectSink sink, IRawResponse raw)
+    {
+        sink.Begin(200, plan.Meta.Size, null);
+        var (outcome, error) = await SocketHandoff.HandOffAsync(socketPath, ClusterSecret, plan.Key, plan.Meta.Version, plan.Meta.Etag, plan.Meta.Size, raw);
+        return Finish(Metrics.ReadHandoffs, "handed to " + socketPath, outcome, error, plan, raw);
+    }
+
+    /// <summary>
     /// A full read spliced from the replica's read port to the client's socket (no user-space copy): true when
     /// the response went out (whole, or cut because the volume or the client failed); false when nothing
     /// was sent and the ordinary path should serve it (the volume did not answer a verified 200 of this
@@ -131,9 +147,16 @@ public sealed partial class ObjectStore
     private async Task<bool> TryRelayRawAsync(string readUrl, ReadPlan plan, IObjectSink sink, IRawResponse raw, CancellationToken ct)
     {
         sink.Begin(200, plan.Meta.Size, null); // the head is built from the response as the front end and Begin set it
-        var secret = volumes.Http.DefaultRequestHeaders.TryGetValues(ClusterAuth.Header, out var values) ? values.FirstOrDefault() : null;
-        var (outcome, error) = await SpliceRelay.RelayAsync(NodeHttp.ObjectUri(readUrl, plan.Key, plan.Meta.Version), secret, plan.Meta.Etag, plan.Meta.Size, raw, ct);
-        Metrics.SpliceRelays.WithLabels(outcome switch
+        var (outcome, error) = await SpliceRelay.RelayAsync(NodeHttp.ObjectUri(readUrl, plan.Key, plan.Meta.Version), ClusterSecret, plan.Meta.Etag, plan.Meta.Size, raw, ct);
+        return Finish(Metrics.SpliceRelays, "spliced from " + readUrl, outcome, error, plan, raw);
+    }
+
+    private string? ClusterSecret => volumes.Http.DefaultRequestHeaders.TryGetValues(ClusterAuth.Header, out var values) ? values.FirstOrDefault() : null;
+
+    /// <summary>Counts a raw read's outcome; true when the response went out (whole or cut) and the connection is done.</summary>
+    private bool Finish(Prometheus.Counter counter, string how, RelayOutcome outcome, string? error, ReadPlan plan, IRawResponse raw)
+    {
+        counter.WithLabels(outcome switch
         {
             RelayOutcome.Sent => "sent",
             RelayOutcome.SourceCut => "source_cut",
@@ -142,14 +165,14 @@ public sealed partial class ObjectStore
         }).Inc();
         if (outcome == RelayOutcome.NotStarted)
         {
-            logger.LogDebug("proxy GET of {Key} from {Url} not spliced: {Reason}", KeyCodec.Display(plan.Key), readUrl, error);
+            logger.LogDebug("proxy GET of {Key} not {How}: {Reason}", KeyCodec.Display(plan.Key), how, error);
             return false;
         }
         raw.Close(); // the response was written behind the server's back: it must not write to this connection again
         if (outcome == RelayOutcome.SourceCut)
         {
             Metrics.VerifiedReadFailures.Inc();
-            logger.LogError("proxy GET of {Key} from {Url} cut after the head: {Error}", KeyCodec.Display(plan.Key), readUrl, error);
+            logger.LogError("proxy GET of {Key} ({How}) cut after the head: {Error}", KeyCodec.Display(plan.Key), how, error);
         }
         else if (outcome == RelayOutcome.ClientGone)
         {

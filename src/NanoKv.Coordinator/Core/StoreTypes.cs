@@ -127,8 +127,8 @@ public sealed record PutRequest(byte[] Key, Stream Body, long? Length)
 /// <summary>Where a committed object can be read: its metadata and the replicas to try, best first.</summary>
 public sealed record ReadPlan(byte[] Key, ObjectMeta Meta, IReadOnlyList<ReplicaLocation> Candidates);
 
-/// <summary>A replica of an object on a volume: its node and URL; ReadUrl is its sendfile read port for plain full GETs (null: none).</summary>
-public sealed record ReplicaLocation(string NodeId, string Url, string? ReadUrl = null);
+/// <summary>A replica of an object on a volume: its node and URL; ReadUrl is its sendfile read port for plain full GETs (null: none); HandoffSocket its unix socket for read handoffs (null: none).</summary>
+public sealed record ReplicaLocation(string NodeId, string Url, string? ReadUrl = null, string? HandoffSocket = null);
 
 /// <summary>A byte range to read, as the HTTP Range header value a volume understands ("bytes=a-b", "bytes=-n").</summary>
 public readonly record struct ByteRange(string Header)

@@ -38,6 +38,7 @@ public sealed class CoordinatorMetrics : ServerMetrics
         Aborts = Factory.CreateCounter("nanokv_put_aborts_total", "PUTs aborted before commit (nothing was written)");
         Rollbacks = Factory.CreateCounter("nanokv_put_rollbacks_total", "partially committed writes rolled back (by a PUT or by recovery)");
         VerifiedReadFailures = Factory.CreateCounter("nanokv_verified_read_failures_total", "proxied reads whose bytes did not match the committed BLAKE3 (transfer cut)");
+        ReadHandoffs = Factory.CreateCounter("nanokv_read_handoffs_total", "full proxied reads (S3 GET, ?proxy=1) handed to a replica on this host, which sent them into the client's connection itself: sent, source_cut (the volume failed after the head: transfer cut), client_gone, declined (relayed instead)", ["outcome"]);
         SpliceRelays = Factory.CreateCounter("nanokv_splice_relays_total", "full proxied reads (S3 GET, ?proxy=1) spliced from a volume's read port to the client: sent, source_cut (the volume failed after the head: transfer cut), client_gone, declined (served by the ordinary relay)", ["outcome"]);
         CorruptReports = Factory.CreateCounter("nanokv_corrupt_reports_total", "volume reports of a replica failing its checksum");
         PendingWrites = Factory.CreateGauge("nanokv_pending_writes", "keys with a write in progress (or left by a crash until recovery)");
@@ -65,6 +66,8 @@ public sealed class CoordinatorMetrics : ServerMetrics
     public Counter CorruptReports { get; }
 
     public Counter SpliceRelays { get; }
+
+    public Counter ReadHandoffs { get; }
 
     public Gauge PendingWrites { get; }
 

@@ -25,6 +25,7 @@ public sealed class TestCluster : IAsyncDisposable
     private readonly List<VolumeOptions> _volumeOptions = [];
     private CoordinatorOptions _coordOptions = null!;
     private Action<int, string>? _prepareVolumeDir;
+    private Func<VolumeOptions, VolumeOptions>? _configureVolume;
 
     private TestCluster(string root)
     {
@@ -55,9 +56,10 @@ public sealed class TestCluster : IAsyncDisposable
         Func<CoordinatorOptions, CoordinatorOptions>? configure = null,
         string? secret = null,
         Action<int, string>? prepareVolumeDir = null,
-        string? meta = null)
+        string? meta = null,
+        Func<VolumeOptions, VolumeOptions>? configureVolume = null)
     {
-        var cluster = new TestCluster(TempDir.Create("cluster")) { _prepareVolumeDir = prepareVolumeDir };
+        var cluster = new TestCluster(TempDir.Create("cluster")) { _prepareVolumeDir = prepareVolumeDir, _configureVolume = configureVolume };
         try
         {
             for (var i = 0; i < volumes; i++)
@@ -101,6 +103,7 @@ public sealed class TestCluster : IAsyncDisposable
             HeartbeatInterval = TimeSpan.FromMilliseconds(200),
             CoordinatorUrl = startCoordinatorFirst ? Coordinator.Url : null,
         };
+        options = _configureVolume?.Invoke(options) ?? options;
         Directory.CreateDirectory(options.DataDir);
         _prepareVolumeDir?.Invoke(index, options.DataDir);
         var v = VolumeServer.Create(options);

@@ -5,6 +5,7 @@ using System.Text;
 using NanoKv.Core;
 using NanoKv.Core.Hashing;
 using NanoKv.Tests.Infrastructure;
+using NanoKv.Volume;
 
 namespace NanoKv.Tests.Perf;
 
@@ -17,10 +18,13 @@ public class SpliceRelayTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
 
+    /// <summary>Volumes on the coordinator's host take full reads by handoff (ReadHandoffTests); these test the relay.</summary>
+    internal static VolumeOptions NoHandoff(VolumeOptions o) => o with { Handoff = false };
+
     [Fact]
     public async Task AFullProxyReadIsSplicedOthersTakeTheOrdinaryRelay()
     {
-        await using var c = await TestCluster.StartAsync(volumes: 3, replicas: 3);
+        await using var c = await TestCluster.StartAsync(volumes: 3, replicas: 3, configureVolume: NoHandoff);
         var data = RandomNumberGenerator.GetBytes((int)SpliceRelay.MinBytes + 11);
         (await c.Client.PutAsync($"{c.Url}/big", new ByteArrayContent(data))).EnsureSuccessStatusCode();
         (await c.Client.PutAsync($"{c.Url}/small", new ByteArrayContent(new byte[1000]))).EnsureSuccessStatusCode();
@@ -60,7 +64,7 @@ public class SpliceRelayTests
     [Fact]
     public async Task ACopyFailingItsHashAfterTheHeadIsCutNotEndedNormally()
     {
-        await using var c = await TestCluster.StartAsync(volumes: 0, replicas: 3);
+        await using var c = await TestCluster.StartAsync(volumes: 0, replicas: 3, configureVolume: NoHandoff);
         for (var i = 0; i < 3; i++)
         {
             await c.AddVolumeAsync(); // joined volumes report a corrupt copy to the coordinator

@@ -1,0 +1,305 @@
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using NanoKv.Core;
+
+namespace NanoKv.Volume;
+
+/// <summary>
+/// The volume's end of <see cref="SocketHandoff"/>: a unix socket in the data folder where a coordinator on this
+/// host passes a client's connection with the response head of a full read. A blob this volume holds verified
+/// and pinned (or verified and wholly mapped) in the committed version, etag and size is sent straight into the
+/// client's socket with sendfile — the read port's path for native GETs — the last chunk only after the pages
+/// are checked unchanged. Anything else is declined before the first byte, and the coordinator relays instead.
+/// </summary>
+public sealed partial class HandoffServer : IAsyncDisposable
+{
+    /// <summary>The socket's name in the data folder.</summary>
+    public const string FileName = "handoff.sock";
+
+    // sun_path holds 108 bytes with its terminator; a longer path cannot be bound.
+    private const int MaxPath = 107;
+    private const int MaxConcurrent = 64;
+    private static readonly TimeSpan IdleTimeout = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(5);
+
+    private readonly VolumeServer _volume;
+    private readonly Socket _listener;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly SemaphoreSlim _slots = new(MaxConcurrent);
+    private Task _accepting = Task.CompletedTask;
+
+    private HandoffServer(VolumeServer volume, Socket listener, string path, ILogger logger)
+    {
+        _volume = volume;
+        _listener = listener;
+        Path = path;
+        _logger = logger;
+    }
+
+    /// <summary>The socket's path (what the volume announces to coordinators).</summary>
+    public string Path { get; }
+
+    /// <summary>Binds dataDir/handoff.sock (replacing a stale one); null where it cannot (not Linux, path too long).</summary>
+    public static HandoffServer? Start(VolumeServer volume, string dataDir, ILogger logger)
+    {
+        var path = System.IO.Path.GetFullPath(System.IO.Path.Combine(dataDir, FileName));
+        if (!OperatingSystem.IsLinux() || System.Text.Encoding.UTF8.GetByteCount(path) > MaxPath)
+        {
+            logger.LogInformation("no handoff socket (needs Linux and a data path under {Max} bytes): coordinators relay reads", MaxPath);
+            return null;
+        }
+        File.Delete(path); // a previous run's socket file; binding over it fails
+        var listener = new Socket(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
+        try
+        {
+            listener.Bind(new UnixDomainSocketEndPoint(path));
+            File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite); // same user only
+            listener.Listen(128);
+        }
+        catch
+        {
+            listener.Dispose();
+            throw;
+        }
+        var server = new HandoffServer(volume, listener, path, logger);
+        server._accepting = Task.Run(server.AcceptLoopAsync);
+        return server;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        _listener.Dispose();
+        await _accepting;
+        try
+        {
+            File.Delete(Path);
+        }
+        catch (IOException)
+        {
+        }
+        _stop.Dispose();
+    }
+
+    private async Task AcceptLoopAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            Socket conn;
+            try
+            {
+                conn = await _listener.AcceptAsync(_stop.Token);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException or SocketException)
+            {
+                if (_stop.IsCancellationRequested)
+                {
+                    return;
+                }
+                continue;
+            }
+            if (!_slots.Wait(0))
+            {
+                conn.Dispose(); // the coordinator sees a hang-up before sending: it relays this read
+                continue;
+            }
+            _ = Task.Factory.StartNew(() => Serve(conn), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        }
+    }
+
+    /// <summary>One handoff on a thread of its own (the sends wait in poll, as the coordinator's relay does).</summary>
+    private void Serve(Socket conn)
+    {
+        var client = -1;
+        try
+        {
+            var channel = (int)conn.Handle;
+            var pfd = new Native.PollFd { Fd = channel, Events = Native.POLLIN };
+            if (Native.poll(ref pfd, 1, (int)RequestTimeout.TotalMilliseconds) <= 0)
+            {
+                return;
+            }
+            var buffer = new byte[SocketHandoff.MaxMessage];
+            var n = SocketHandoff.Receive(channel, buffer, out client);
+            if (n <= 0)
+            {
+                return;
+            }
+            var (outcome, why) = client < 0
+                ? (RelayOutcome.NotStarted, "no connection was passed")
+                : Handle(client, buffer.AsSpan(0, n));
+            SocketHandoff.Reply(channel, outcome, why);
+        }
+        catch (Exception ex)
+        {
+            _logger.LogError(ex, "handoff failed");
+        }
+        finally
+        {
+            if (client >= 0)
+            {
+                _ = Native.close(client);
+            }
+            conn.Dispose();
+            _slots.Release();
+        }
+    }
+
+    private (RelayOutcome, string?) Handle(int client, ReadOnlySpan<byte> message)
+    {
+        var volume = _volume;
+        if (SocketHandoff.Decode(message, out var presented) is not { } r)
+        {
+            return (RelayOutcome.NotStarted, "malformed handoff request");
+        }
+        if (volume.Options.Secret is { Length: > 0 } secret && !ClusterAuth.HasSecret(presented, secret))
+        {
+            return (RelayOutcome.NotStarted, "wrong cluster secret");
+        }
+        if (!volume.Options.VerifyReads || volume.Faults.IsArmed("get"))
+        {
+            return (RelayOutcome.NotStarted, "reads here take the read port's path");
+        }
+        var path = volume.Store.BlobPath(r.Key);
+        if (!string.Equals(BlobStore.StoredEtag(path), r.Etag, StringComparison.OrdinalIgnoreCase))
+        {
+            return (RelayOutcome.NotStarted, "not this version here");
+        }
+        // Only a blob verified before: a first read (hash as it goes) stays with the read port, which pins it.
+        using var lease = volume.Pins.TryAcquire(path, allowLoose: true);
+        if (lease is null)
+        {
+            return (RelayOutcome.NotStarted, "not verified and pinned here");
+        }
+        if (lease.Pin.Stamp.MtimeNs / 1000 != r.Version || lease.Length != r.Size || !VerifiedPins.Intact(lease))
+        {
+            return (RelayOutcome.NotStarted, "not this version here");
+        }
+        var (outcome, why) = Send(client, r.Head, (int)lease.Handle.DangerousGetHandle(), lease.Length, () => VerifiedPins.Intact(lease));
+        if (outcome == RelayOutcome.Sent)
+        {
+            volume.Metrics.SendfileReads.WithLabels("handoff").Inc();
+            volume.Metrics.BytesOut.WithLabels("sendfile").Inc(lease.Length);
+        }
+        return (outcome, why);
+    }
+
+    /// <summary>
+    /// Head, then the file with sendfile: all but the last chunk corked (full segments only), then the last one
+    /// once the pages are checked unchanged. Once the head went out the outcome is never NotStarted.
+    /// </summary>
+    private static (RelayOutcome, string?) Send(int client, byte[] head, int file, long length, Func<bool> unchanged)
+    {
+        var waitMs = (int)IdleTimeout.TotalMilliseconds;
+        _ = Native.Cork(client, true);
+        try
+        {
+            for (var at = 0; at < head.Length;)
+            {
+                var n = Native.send(client, ref head[at], (nuint)(head.Length - at), Native.MSG_NOSIGNAL | Native.MSG_DONTWAIT);
+                if (n > 0)
+                {
+                    at += (int)n;
+                }
+                else if (Native.WaitWritable(client, waitMs) is { } error)
+                {
+                    return (RelayOutcome.ClientGone, error);
+                }
+            }
+            var tail = Math.Min(length, SendfileServer.Chunk);
+            long offset = 0;
+            while (offset < length)
+            {
+                var last = offset >= length - tail;
+                if (last && offset == length - tail)
+                {
+                    if (!unchanged())
+                    {
+                        return (RelayOutcome.SourceCut, "the blob changed on disk during the read");
+                    }
+                    _ = Native.Cork(client, false); // the tail leaves at once
+                }
+                var end = last ? length : length - tail;
+                var n = Native.sendfile(client, file, ref offset, (nuint)Math.Min(end - offset, 1L << 30));
+                if (n > 0)
+                {
+                    continue; // sendfile advanced offset
+                }
+                if (n == 0)
+                {
+                    return (RelayOutcome.SourceCut, "the blob ended early");
+                }
+                if (Native.WaitWritable(client, waitMs) is { } error)
+                {
+                    return (RelayOutcome.ClientGone, error);
+                }
+            }
+            return (RelayOutcome.Sent, null);
+        }
+        finally
+        {
+            _ = Native.Cork(client, false);
+        }
+    }
+
+    private static partial class Native
+    {
+        public const int MSG_DONTWAIT = 0x40;
+        public const int MSG_NOSIGNAL = 0x4000;
+        public const short POLLIN = 1;
+        public const short POLLOUT = 4;
+        public const int EINTR = 4;
+        public const int EAGAIN = 11;
+
+        [StructLayout(LayoutKind.Sequential)]
+        public struct PollFd
+        {
+            public int Fd;
+            public short Events;
+            public short Revents;
+        }
+
+        public static bool Cork(int fd, bool on)
+        {
+            const int IpProtoTcp = 6, TcpCork = 3;
+            var value = on ? 1 : 0;
+            return setsockopt(fd, IpProtoTcp, TcpCork, ref value, sizeof(int)) == 0;
+        }
+
+        /// <summary>After a call returned nothing: null to retry once fd is writable (EAGAIN, EINTR), else the failure.</summary>
+        public static string? WaitWritable(int fd, int waitMs)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno == EINTR)
+            {
+                return null;
+            }
+            if (errno != EAGAIN)
+            {
+                return $"send to the client failed: errno {errno}";
+            }
+            var pfd = new PollFd { Fd = fd, Events = POLLOUT };
+            var ready = poll(ref pfd, 1, waitMs);
+            return ready > 0 ? null
+                : ready == 0 ? $"the client read nothing for {waitMs / 1000} s"
+                : Marshal.GetLastPInvokeError() == EINTR ? null : $"poll failed: errno {Marshal.GetLastPInvokeError()}";
+        }
+
+        [LibraryImport("libc", SetLastError = true)]
+        public static partial int poll(ref PollFd fds, nuint nfds, int timeout);
+
+        [LibraryImport("libc", SetLastError = true)]
+        public static partial nint send(int fd, ref byte buf, nuint len, int flags);
+
+        [LibraryImport("libc", SetLastError = true)]
+        public static partial nint sendfile(int outFd, int inFd, ref long offset, nuint count);
+
+        [LibraryImport("libc", SetLastError = true)]
+        public static partial int setsockopt(int fd, int level, int name, ref int value, int length);
+
+        [LibraryImport("libc", SetLastError = true)]
+        public static partial int close(int fd);
+    }
+}

@@ -1,0 +1,118 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+using NanoKv.Core;
+using NanoKv.Core.Hashing;
+using NanoKv.Tests.Infrastructure;
+using NanoKv.Volume;
+
+namespace NanoKv.Tests.Perf;
+
+/// <summary>
+/// Full proxied reads (S3 GET, ?proxy=1) of blobs from SocketHandoff.MinBytes are handed to a replica on the
+/// coordinator's host: the volume gets the client's connection and sends head and body itself from its
+/// verified pin. The client sees the relay's head and the exact bytes; what the volume cannot serve from a
+/// verified pin it declines before the first byte, and the read is relayed.
+/// </summary>
+public class ReadHandoffTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public async Task AFullProxyReadIsHandedToTheVolumeWhichSendsItFromItsVerifiedPin()
+    {
+        await using var c = await TestCluster.StartAsync(volumes: 3, replicas: 3);
+        var data = RandomNumberGenerator.GetBytes((int)SocketHandoff.MinBytes + 11);
+        (await c.Client.PutAsync($"{c.Url}/big", new ByteArrayContent(data))).EnsureSuccessStatusCode();
+        (await c.Client.PutAsync($"{c.Url}/small", new ByteArrayContent(new byte[1000]))).EnsureSuccessStatusCode();
+        var first = await FirstChoiceAsync(c, "big");
+        await TestCluster.WaitUntilAsync(() => first.Metrics.CommitPins.WithLabels("pinned").Value == 1, Timeout, "the committed blob pinned");
+        var handed = c.Coordinator.Objects.Metrics.ReadHandoffs.WithLabels("sent");
+
+        using (var resp = await c.Client.GetAsync($"{c.Url}/big?proxy=1").WaitAsync(Timeout))
+        {
+            Assert.Equal(HttpStatusCode.OK, resp.StatusCode);
+            Assert.Equal(data, await resp.Content.ReadAsByteArrayAsync().WaitAsync(Timeout));
+            Assert.Equal($"\"{ContentHasher.Hash(data)}\"", resp.Headers.ETag?.Tag);
+            Assert.Equal(data.Length, resp.Content.Headers.ContentLength);
+            Assert.Equal("application/octet-stream", resp.Content.Headers.ContentType?.MediaType);
+            Assert.True(resp.Headers.Date is not null, "no Date header");
+            Assert.True(resp.Headers.ConnectionClose, "a handed-off response closes its connection");
+        }
+        await TestCluster.WaitUntilAsync(() => handed.Value == 1, Timeout, "the read was counted as handed off");
+        Assert.Equal(1, first.Metrics.SendfileReads.WithLabels("handoff").Value); // the volume sent it, from its pin
+        Assert.Equal(0, c.Coordinator.Objects.Metrics.SpliceRelays.WithLabels("sent").Value); // no byte crossed the coordinator
+
+        // The next request on a new connection is served normally; a range and a small blob are relayed.
+        using (var req = new HttpRequestMessage(HttpMethod.Get, $"{c.Url}/big?proxy=1") { Headers = { Range = new(5, 14) } })
+        using (var resp = await c.Client.SendAsync(req).WaitAsync(Timeout))
+        {
+            Assert.Equal(HttpStatusCode.PartialContent, resp.StatusCode);
+            Assert.Equal(data[5..15], await resp.Content.ReadAsByteArrayAsync().WaitAsync(Timeout));
+        }
+        Assert.Equal(new byte[1000], await c.Client.GetByteArrayAsync($"{c.Url}/small?proxy=1").WaitAsync(Timeout));
+        Assert.Equal(1, handed.Value);
+        Assert.Equal(0, c.Coordinator.Objects.Metrics.ReadHandoffs.WithLabels("declined").Value);
+    }
+
+    [Fact]
+    public async Task ABlobNotVerifiedYetIsDeclinedAndRelayedThenHandedOffOnceTheReadPortPinnedIt()
+    {
+        await using var c = await TestCluster.StartAsync(volumes: 3, replicas: 3, configureVolume: o => o with { PinOnCommit = false });
+        var data = RandomNumberGenerator.GetBytes((int)SocketHandoff.MinBytes + 3);
+        (await c.Client.PutAsync($"{c.Url}/fresh", new ByteArrayContent(data))).EnsureSuccessStatusCode();
+        var first = await FirstChoiceAsync(c, "fresh");
+        var metrics = c.Coordinator.Objects.Metrics;
+
+        // Never read, so never verified since its write: the volume declines, the relay's read port verifies it.
+        Assert.Equal(data, await c.Client.GetByteArrayAsync($"{c.Url}/fresh?proxy=1").WaitAsync(Timeout));
+        Assert.Equal(1, metrics.ReadHandoffs.WithLabels("declined").Value);
+        await TestCluster.WaitUntilAsync(() => metrics.SpliceRelays.WithLabels("sent").Value == 1, Timeout, "the read was spliced");
+        await TestCluster.WaitUntilAsync(() => first.Metrics.SendfileReads.WithLabels("verified").Value == 1, Timeout, "the read port verified and pinned it");
+
+        Assert.Equal(data, await c.Client.GetByteArrayAsync($"{c.Url}/fresh?proxy=1").WaitAsync(Timeout));
+        await TestCluster.WaitUntilAsync(() => metrics.ReadHandoffs.WithLabels("sent").Value == 1, Timeout, "the second read was handed off");
+        Assert.Equal(1, first.Metrics.SendfileReads.WithLabels("handoff").Value);
+
+        // A copy changed on disk since it was verified is declined again (its pin no longer matches the file).
+        Ops.OpsTests.FlipByte(first.Store.BlobPath(Encoding.UTF8.GetBytes("fresh")));
+        using (var resp = await c.Client.GetAsync($"{c.Url}/fresh?proxy=1", HttpCompletionOption.ResponseHeadersRead).WaitAsync(Timeout))
+        {
+            // The relay's read port hashes it as it goes and cuts the transfer at the mismatch.
+            var err = await Record.ExceptionAsync(() => resp.Content.ReadAsByteArrayAsync().WaitAsync(Timeout));
+            Assert.True(err is HttpRequestException or IOException, $"expected a cut transfer, got {err?.ToString() ?? "the whole body"}");
+        }
+        Assert.Equal(2, metrics.ReadHandoffs.WithLabels("declined").Value);
+        Assert.Equal(1, first.Metrics.SendfileReads.WithLabels("handoff").Value);
+    }
+
+    [Fact]
+    public void TheRequestRoundTripsAndMalformedOnesAreRefused()
+    {
+        var r = new HandoffRequest(Encoding.UTF8.GetBytes("a/b c\nd"), 1234567, "abcdef", 99, Encoding.ASCII.GetBytes("HTTP/1.1 200 OK\r\n\r\n"));
+        var wire = SocketHandoff.Encode("s3cret", r);
+        var back = SocketHandoff.Decode(wire, out var secret);
+        Assert.NotNull(back);
+        Assert.Equal("s3cret", secret);
+        Assert.Equal(r.Key, back.Key);
+        Assert.Equal((r.Version, r.Etag, r.Size), (back.Version, back.Etag, back.Size));
+        Assert.Equal(r.Head, back.Head);
+
+        Assert.Null(SocketHandoff.Decode(wire.AsSpan(0, 10), out _)); // cut short
+        Assert.Null(SocketHandoff.Decode(SocketHandoff.Encode(null, r with { Head = [] }), out _)); // no head
+        Assert.Null(SocketHandoff.Decode(SocketHandoff.Encode(null, r with { Etag = "" }), out _));
+        var wrongMagic = wire.ToArray();
+        wrongMagic[0] = (byte)'X';
+        Assert.Null(SocketHandoff.Decode(wrongMagic, out _));
+        Assert.Null(SocketHandoff.Decode(Encoding.UTF8.GetBytes("NKH1\n\nkey\n-1\netag\n5\nHEAD"), out _)); // a negative version
+    }
+
+    /// <summary>The replica the coordinator tries first, once it knows every volume's handoff socket.</summary>
+    private static async Task<VolumeServer> FirstChoiceAsync(TestCluster c, string key)
+    {
+        await TestCluster.WaitUntilAsync(
+            () => c.Volumes.All(v => v is null || (v.HandoffSocket is not null && c.Coordinator.Nodes.HandoffSocketOf(v.NodeId) == v.HandoffSocket)),
+            Timeout, "the coordinator learned every handoff socket");
+        return await ReadPortTests.FirstChoiceAsync(c, key);
+    }
+}
