@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
 using NanoKv.Core;
@@ -105,6 +106,69 @@ public class ReadHandoffTests
         wrongMagic[0] = (byte)'X';
         Assert.Null(SocketHandoff.Decode(wrongMagic, out _));
         Assert.Null(SocketHandoff.Decode(Encoding.UTF8.GetBytes("NKH1\n\nkey\n-1\netag\n5\nHEAD"), out _)); // a negative version
+    }
+
+    /// <summary>
+    /// A volume that dies mid-send hangs up its end of the handoff without an answer: the coordinator must
+    /// count a cut (never a sent body), and the client must see fewer bytes than its Content-Length.
+    /// </summary>
+    [Fact]
+    public async Task AVolumeThatHangsUpMidBodyIsACutNeverASentResponse()
+    {
+        var size = SocketHandoff.MinBytes;
+        var path = Path.Combine(TempDir.Create("handoff"), "h.sock");
+        using var volume = new Socket(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
+        volume.Bind(new UnixDomainSocketEndPoint(path));
+        volume.Listen(1);
+        var dying = Task.Run(async () =>
+        {
+            using var channel = await volume.AcceptAsync();
+            var buffer = new byte[SocketHandoff.MaxMessage];
+            var n = SocketHandoff.Receive((int)channel.Handle, buffer, out var passed);
+            Assert.True(n > 0 && passed >= 0, "no request or no connection passed");
+            var request = SocketHandoff.Decode(buffer.AsSpan(0, n), out _)!;
+            using var client = new Socket(new SafeSocketHandle(passed, ownsHandle: true));
+            client.Send(request.Head);
+            client.Send(new byte[64 * 1024]);
+            channel.Close(); // dies: the channel hangs up, no answer
+        });
+        var front = new TcpListener(IPAddress.Loopback, 0);
+        front.Start();
+        try
+        {
+            using var user = new TcpClient();
+            await user.ConnectAsync(IPAddress.Loopback, ((IPEndPoint)front.LocalEndpoint).Port);
+            using var server = await front.AcceptSocketAsync();
+            var raw = new RawSocket(server);
+            var (outcome, _) = await SocketHandoff.HandOffAsync(path, null, Encoding.UTF8.GetBytes("k"), 1, "ab", size, raw).WaitAsync(Timeout);
+            await dying.WaitAsync(Timeout);
+            Assert.Equal(RelayOutcome.SourceCut, outcome);
+            raw.Close(); // what the coordinator does after a cut
+
+            var got = 0L;
+            var buf = new byte[256 * 1024];
+            var stream = user.GetStream();
+            int read;
+            while ((read = await stream.ReadAsync(buf).AsTask().WaitAsync(Timeout)) > 0)
+            {
+                got += read;
+            }
+            Assert.True(got < size, $"the client received {got} bytes, a whole {size}-byte body");
+            Assert.True(got >= 64 * 1024, "the volume's bytes never arrived");
+        }
+        finally
+        {
+            front.Stop();
+        }
+    }
+
+    private sealed class RawSocket(Socket socket) : IRawResponse
+    {
+        public Socket Socket => socket;
+
+        public byte[]? Head(long length) => Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n");
+
+        public void Close() => socket.Dispose();
     }
 
     /// <summary>The replica the coordinator tries first, once it knows every volume's handoff socket.</summary>
