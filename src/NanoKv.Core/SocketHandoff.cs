@@ -112,7 +112,11 @@ public static partial class SocketHandoff
         // The volume answers when it is done and bounds its own stalls (a client gone or not reading), so this
         // waits as long as it makes progress; the request's cancellation changes nothing, the volume owns the
         // send. A volume that dies mid-send hangs up: the client's transfer may be cut.
+        // A volume that stops (SIGSTOP, a hung disk) neither answers nor hangs up: once the client's connection has
+        // not moved for IdleTimeout, the response is cut.
         var reply = new byte[1024];
+        var idle = System.Diagnostics.Stopwatch.StartNew();
+        var lastUnsent = -1;
         while (true)
         {
             var pfd = new PollFd { Fd = fd, Events = POLLIN };
@@ -124,6 +128,15 @@ public static partial class SocketHandoff
             if (ready > 0)
             {
                 break; // an answer, or a hang-up
+            }
+            if (ioctl(down, TIOCOUTQ, out var unsent) == 0 && unsent != lastUnsent)
+            {
+                lastUnsent = unsent;
+                idle.Restart();
+            }
+            else if (idle.Elapsed > IdleTimeout)
+            {
+                return (RelayOutcome.SourceCut, $"the volume made no progress for {IdleTimeout.TotalSeconds:0} s");
             }
         }
         var n = recv(fd, ref reply[0], (nuint)reply.Length, MSG_DONTWAIT);
@@ -249,6 +262,7 @@ public static partial class SocketHandoff
     private const int MSG_NOSIGNAL = 0x4000;
     private const int MSG_CMSG_CLOEXEC = 0x40000000;
     private const int SHUT_WR = 1;
+    private const int TIOCOUTQ = 0x5411;
     private const short POLLIN = 1;
     private const int EINTR = 4;
     private const int EMSGSIZE = 90;
@@ -305,6 +319,9 @@ public static partial class SocketHandoff
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int shutdown(int fd, int how);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int ioctl(int fd, int request, out int value);
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int close(int fd);

@@ -102,7 +102,9 @@ public sealed partial class HandoffServer : IAsyncDisposable
             }
             if (!_slots.Wait(0))
             {
-                conn.Dispose(); // the coordinator sees a hang-up before sending: it relays this read
+                // Busy: decline (a bare hang-up would read as a volume that died mid-send, and cut the response).
+                SocketHandoff.Reply((int)conn.Handle, RelayOutcome.NotStarted, "volume busy");
+                conn.Dispose();
                 continue;
             }
             _ = Task.Factory.StartNew(() => Serve(conn), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
@@ -113,31 +115,30 @@ public sealed partial class HandoffServer : IAsyncDisposable
     private void Serve(Socket conn)
     {
         var client = -1;
+        var channel = (int)conn.Handle;
+        // Every path answers: only a volume that dies hangs up without one, and the coordinator reads that as a cut.
+        (RelayOutcome Outcome, string? Why) answer = (RelayOutcome.NotStarted, "no request within the timeout");
         try
         {
-            var channel = (int)conn.Handle;
             var pfd = new Native.PollFd { Fd = channel, Events = Native.POLLIN };
-            if (Native.poll(ref pfd, 1, (int)RequestTimeout.TotalMilliseconds) <= 0)
+            if (Native.poll(ref pfd, 1, (int)RequestTimeout.TotalMilliseconds) > 0)
             {
-                return;
+                var buffer = new byte[SocketHandoff.MaxMessage];
+                var n = SocketHandoff.Receive(channel, buffer, out client);
+                answer = n <= 0 ? (RelayOutcome.NotStarted, "no request")
+                    : client < 0 ? (RelayOutcome.NotStarted, "no connection was passed")
+                    : Handle(client, buffer.AsSpan(0, n));
             }
-            var buffer = new byte[SocketHandoff.MaxMessage];
-            var n = SocketHandoff.Receive(channel, buffer, out client);
-            if (n <= 0)
-            {
-                return;
-            }
-            var (outcome, why) = client < 0
-                ? (RelayOutcome.NotStarted, "no connection was passed")
-                : Handle(client, buffer.AsSpan(0, n));
-            SocketHandoff.Reply(channel, outcome, why);
         }
         catch (Exception ex)
         {
+            // Handle throws only before the first byte (Send reports its failures as outcomes).
             _logger.LogError(ex, "handoff failed");
+            answer = (RelayOutcome.NotStarted, ex.Message);
         }
         finally
         {
+            SocketHandoff.Reply(channel, answer.Outcome, answer.Why);
             if (client >= 0)
             {
                 _ = Native.close(client);

@@ -162,6 +162,32 @@ public class ReadHandoffTests
         }
     }
 
+    [Fact]
+    public async Task AVolumeDeclinesWhatItDoesNotHoldWithoutWritingToTheClient()
+    {
+        await using var v = VolumeServer.Create(new VolumeOptions { DataDir = TempDir.Create("handoff-vol"), Port = 0, LogLevel = Microsoft.Extensions.Logging.LogLevel.Warning });
+        await v.StartAsync();
+        Assert.NotNull(v.HandoffSocket);
+        var front = new TcpListener(IPAddress.Loopback, 0);
+        front.Start();
+        try
+        {
+            using var user = new TcpClient();
+            await user.ConnectAsync(IPAddress.Loopback, ((IPEndPoint)front.LocalEndpoint).Port);
+            using var server = await front.AcceptSocketAsync();
+            var (outcome, why) = await SocketHandoff.HandOffAsync(v.HandoffSocket!, null, Encoding.UTF8.GetBytes("absent"), 1, "ab", SocketHandoff.MinBytes, new RawSocket(server)).WaitAsync(Timeout);
+            Assert.Equal(RelayOutcome.NotStarted, outcome);
+            Assert.Contains("not this version", why, StringComparison.Ordinal);
+            using var quiet = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
+            var wrote = await Record.ExceptionAsync(async () => Assert.Equal(0, await user.GetStream().ReadAsync(new byte[16], quiet.Token)));
+            Assert.True(wrote is OperationCanceledException, "the volume wrote to a connection it declined");
+        }
+        finally
+        {
+            front.Stop();
+        }
+    }
+
     private sealed class RawSocket(Socket socket) : IRawResponse
     {
         public Socket Socket => socket;
