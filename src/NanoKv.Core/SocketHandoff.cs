@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text;
+using static NanoKv.Core.SocketNative;
 
 namespace NanoKv.Core;
 
@@ -61,31 +62,9 @@ public static partial class SocketHandoff
             {
                 return (RelayOutcome.NotStarted, "handoff request too large");
             }
-            // The volume gets its own descriptor of the connection; this reference keeps the coordinator's open
-            // until the volume answered, so Kestrel cannot close it (and hand its number on) meanwhile.
-            var handle = client.Socket.SafeHandle;
-            var held = false;
-            try
-            {
-                handle.DangerousAddRef(ref held);
-            }
-            catch (ObjectDisposedException)
-            {
-                return (RelayOutcome.NotStarted, "the client connection is already closed");
-            }
-            try
-            {
-                var down = (int)handle.DangerousGetHandle();
-                return await Task.Factory.StartNew(
-                    () => Run(socketPath, message, down), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-            }
-            finally
-            {
-                if (held)
-                {
-                    handle.DangerousRelease();
-                }
-            }
+            // The volume gets its own descriptor of the connection; the coordinator's stays open (and its number
+            // ours) until the volume answered and the last byte was acknowledged.
+            return await SpliceRelay.HoldingClientAsync(client, down => Run(socketPath, message, down));
         }
         finally
         {
@@ -258,13 +237,7 @@ public static partial class SocketHandoff
     private const int SCM_RIGHTS = 1;
     private const int MSG_TRUNC = 0x20;
     private const int MSG_CTRUNC = 0x8;
-    private const int MSG_DONTWAIT = 0x40;
-    private const int MSG_NOSIGNAL = 0x4000;
     private const int MSG_CMSG_CLOEXEC = 0x40000000;
-    private const int SHUT_WR = 1;
-    private const int TIOCOUTQ = 0x5411;
-    private const short POLLIN = 1;
-    private const int EINTR = 4;
     private const int EMSGSIZE = 90;
 
     [StructLayout(LayoutKind.Sequential)]
@@ -294,35 +267,9 @@ public static partial class SocketHandoff
         public int Type;
     }
 
-    [StructLayout(LayoutKind.Sequential)]
-    private struct PollFd
-    {
-        public int Fd;
-        public short Events;
-        public short Revents;
-    }
-
     [LibraryImport("libc", SetLastError = true)]
     private static partial nint sendmsg(int fd, ref MsgHdr msg, int flags);
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial nint recvmsg(int fd, ref MsgHdr msg, int flags);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial nint recv(int fd, ref byte buf, nuint len, int flags);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial nint send(int fd, ref byte buf, nuint len, int flags);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int poll(ref PollFd fds, nuint nfds, int timeout);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int shutdown(int fd, int how);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int ioctl(int fd, int request, out int value);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int close(int fd);
 }

@@ -83,34 +83,7 @@ public static partial class SpliceRelay
             var endpoint = new IPEndPoint(addresses[0], target.Port);
             var request = Encoding.ASCII.GetBytes($"GET {target.PathAndQuery} HTTP/1.1\r\nHost: {target.Authority}\r\n"
                 + (string.IsNullOrEmpty(secret) ? "" : $"{ClusterAuth.Header}: {secret}\r\n") + "Connection: close\r\n\r\n");
-            // The pump writes to the client's descriptor by number, on a thread of its own. Kestrel disposes the
-            // socket when the client goes away; without a reference held here the number is closed and can be
-            // handed to the next accepted connection while the pump still writes this body into it. With the
-            // reference the close waits for the pump (Dispose shuts the socket down, which ends the pump).
-            var handle = client.Socket.SafeHandle;
-            var held = false;
-            try
-            {
-                handle.DangerousAddRef(ref held);
-            }
-            catch (ObjectDisposedException)
-            {
-                return (RelayOutcome.NotStarted, "the client connection is already closed");
-            }
-            try
-            {
-                var down = (int)handle.DangerousGetHandle();
-                return await Task.Factory.StartNew(
-                    () => Run(endpoint, request, etag, size, client, down, ct),
-                    CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-            }
-            finally
-            {
-                if (held)
-                {
-                    handle.DangerousRelease();
-                }
-            }
+            return await HoldingClientAsync(client, down => Run(endpoint, request, etag, size, client, down, ct));
         }
         catch (Exception ex) when (ex is SocketException or OperationCanceledException or IOException)
         {
@@ -119,6 +92,38 @@ public static partial class SpliceRelay
         finally
         {
             Slots.Release();
+        }
+    }
+
+    /// <summary>
+    /// Runs work on a thread of its own with the client's descriptor number. The work writes to it by number;
+    /// Kestrel disposes the socket when the client goes away, and without a reference held here the number is
+    /// closed and can be handed to the next accepted connection while the work still writes a body into it.
+    /// With the reference the close waits for the work (Dispose shuts the socket down, which ends a pump).
+    /// </summary>
+    internal static async Task<(RelayOutcome Outcome, string? Error)> HoldingClientAsync(IRawResponse client, Func<int, (RelayOutcome, string?)> work)
+    {
+        var handle = client.Socket.SafeHandle;
+        var held = false;
+        try
+        {
+            handle.DangerousAddRef(ref held);
+        }
+        catch (ObjectDisposedException)
+        {
+            return (RelayOutcome.NotStarted, "the client connection is already closed");
+        }
+        try
+        {
+            var down = (int)handle.DangerousGetHandle();
+            return await Task.Factory.StartNew(() => work(down), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        }
+        finally
+        {
+            if (held)
+            {
+                handle.DangerousRelease();
+            }
         }
     }
 
@@ -134,7 +139,7 @@ public static partial class SpliceRelay
         var up = (int)upstream.Handle;
         // A cancelled request (the client went away, the server stops) shuts the volume's socket down, which
         // ends any wait on it; the descriptor stays open until this method disposes it.
-        var registration = ct.Register(() => _ = Native.shutdown(up, Native.SHUT_RDWR));
+        var registration = ct.Register(() => _ = SocketNative.shutdown(up, SocketNative.SHUT_RDWR));
         try
         {
             var waitMs = (int)IdleTimeout.TotalMilliseconds;
@@ -193,8 +198,8 @@ public static partial class SpliceRelay
         {
             return $"connect to {endpoint} failed: {ex.SocketErrorCode}";
         }
-        var pfd = new Native.PollFd { Fd = (int)socket.Handle, Events = Native.POLLOUT };
-        var ready = Native.poll(ref pfd, 1, waitMs);
+        var pfd = new SocketNative.PollFd { Fd = (int)socket.Handle, Events = SocketNative.POLLOUT };
+        var ready = SocketNative.poll(ref pfd, 1, waitMs);
         if (ready <= 0)
         {
             return ready == 0 ? $"connect to {endpoint} timed out" : $"connect to {endpoint}: poll failed";
@@ -208,14 +213,14 @@ public static partial class SpliceRelay
         var filled = 0;
         while (filled < buffer.Length)
         {
-            var n = Native.recv(fd, ref buffer[filled], (nuint)(buffer.Length - filled), Native.MSG_DONTWAIT);
+            var n = SocketNative.recv(fd, ref buffer[filled], (nuint)(buffer.Length - filled), SocketNative.MSG_DONTWAIT);
             if (n == 0)
             {
                 return (-1, filled, null);
             }
             if (n < 0)
             {
-                if (Wait(fd, Native.POLLIN, waitMs) is { } error)
+                if (Wait(fd, SocketNative.POLLIN, waitMs) is { } error)
                 {
                     return (-1, filled, error);
                 }
@@ -284,20 +289,20 @@ public static partial class SpliceRelay
             return (RelayOutcome.ClientGone, earlyError);
         }
         Span<int> fds = stackalloc int[2];
-        if (Native.pipe2(ref fds[0], Native.O_CLOEXEC | Native.O_NONBLOCK) != 0)
+        if (SocketNative.pipe2(ref fds[0], SocketNative.O_CLOEXEC | SocketNative.O_NONBLOCK) != 0)
         {
             return (RelayOutcome.SourceCut, $"pipe2 failed: errno {Marshal.GetLastPInvokeError()}");
         }
         var (r, w) = (fds[0], fds[1]);
         try
         {
-            _ = Native.fcntl(w, Native.F_SETPIPE_SZ, PipeBytes); // best effort: a bigger pipe means fewer splices
+            _ = SocketNative.fcntl(w, SocketNative.F_SETPIPE_SZ, PipeBytes); // best effort: a bigger pipe means fewer splices
             long inPipe = 0;
             while (remaining > 0 || inPipe > 0)
             {
                 if (inPipe == 0)
                 {
-                    var n = Native.splice(up, IntPtr.Zero, w, IntPtr.Zero, (nuint)Math.Min(remaining, PipeBytes), Native.SPLICE_F_MOVE | Native.SPLICE_F_NONBLOCK);
+                    var n = SocketNative.splice(up, IntPtr.Zero, w, IntPtr.Zero, (nuint)Math.Min(remaining, PipeBytes), SocketNative.SPLICE_F_MOVE | SocketNative.SPLICE_F_NONBLOCK);
                     if (n > 0)
                     {
                         inPipe += n;
@@ -308,13 +313,13 @@ public static partial class SpliceRelay
                     {
                         return (RelayOutcome.SourceCut, $"the volume ended the body {remaining} bytes short");
                     }
-                    if (Wait(up, Native.POLLIN, waitMs, watch: down) is { } readError)
+                    if (Wait(up, SocketNative.POLLIN, waitMs, watch: down) is { } readError)
                     {
                         return (readError == ClientClosed ? RelayOutcome.ClientGone : RelayOutcome.SourceCut, readError);
                     }
                     continue;
                 }
-                var m = Native.splice(r, IntPtr.Zero, down, IntPtr.Zero, (nuint)inPipe, Native.SPLICE_F_MOVE | Native.SPLICE_F_NONBLOCK | (remaining > 0 ? Native.SPLICE_F_MORE : 0));
+                var m = SocketNative.splice(r, IntPtr.Zero, down, IntPtr.Zero, (nuint)inPipe, SocketNative.SPLICE_F_MOVE | SocketNative.SPLICE_F_NONBLOCK | (remaining > 0 ? SocketNative.SPLICE_F_MORE : 0));
                 if (m > 0)
                 {
                     inPipe -= m;
@@ -323,19 +328,19 @@ public static partial class SpliceRelay
                 {
                     return (RelayOutcome.ClientGone, "the client connection closed");
                 }
-                else if (Wait(down, Native.POLLOUT, waitMs) is { } writeError)
+                else if (Wait(down, SocketNative.POLLOUT, waitMs) is { } writeError)
                 {
                     return (RelayOutcome.ClientGone, writeError);
                 }
             }
-            _ = Native.shutdown(down, Native.SHUT_WR); // the body is complete: FIN after it
+            _ = SocketNative.shutdown(down, SocketNative.SHUT_WR); // the body is complete: FIN after it
             AwaitDelivery(down, waitMs);
             return (RelayOutcome.Sent, null);
         }
         finally
         {
-            _ = Native.close(r);
-            _ = Native.close(w);
+            _ = SocketNative.close(r);
+            _ = SocketNative.close(w);
         }
     }
 
@@ -348,32 +353,32 @@ public static partial class SpliceRelay
     {
         var idle = System.Diagnostics.Stopwatch.StartNew();
         var last = int.MaxValue;
-        var pfd = new Native.PollFd { Fd = fd, Events = Native.POLLRDHUP };
-        while (Native.ioctl(fd, Native.TIOCOUTQ, out var unsent) == 0 && unsent > 0 && idle.ElapsedMilliseconds < waitMs)
+        var pfd = new SocketNative.PollFd { Fd = fd, Events = SocketNative.POLLRDHUP };
+        while (SocketNative.ioctl(fd, SocketNative.TIOCOUTQ, out var unsent) == 0 && unsent > 0 && idle.ElapsedMilliseconds < waitMs)
         {
             if (unsent < last)
             {
                 last = unsent;
                 idle.Restart();
             }
-            if (Native.poll(ref pfd, 1, 2) > 0 && (pfd.Revents & (Native.POLLRDHUP | Native.POLLHUP | Native.POLLERR)) != 0)
+            if (SocketNative.poll(ref pfd, 1, 2) > 0 && (pfd.Revents & (SocketNative.POLLRDHUP | SocketNative.POLLHUP | SocketNative.POLLERR)) != 0)
             {
                 return; // the client hung up (or failed): nothing more to protect
             }
         }
-        _ = Native.poll(ref pfd, 1, 1000);
+        _ = SocketNative.poll(ref pfd, 1, 1000);
     }
 
     private static string? SendAll(int fd, ReadOnlySpan<byte> data, int waitMs)
     {
         while (!data.IsEmpty)
         {
-            var n = Native.send(fd, ref MemoryMarshal.GetReference(data), (nuint)data.Length, Native.MSG_NOSIGNAL | Native.MSG_DONTWAIT);
+            var n = SocketNative.send(fd, ref MemoryMarshal.GetReference(data), (nuint)data.Length, SocketNative.MSG_NOSIGNAL | SocketNative.MSG_DONTWAIT);
             if (n > 0)
             {
                 data = data[(int)n..];
             }
-            else if (Wait(fd, Native.POLLOUT, waitMs) is { } error)
+            else if (Wait(fd, SocketNative.POLLOUT, waitMs) is { } error)
             {
                 return error;
             }
@@ -387,81 +392,24 @@ public static partial class SpliceRelay
     private static string? Wait(int fd, short events, int waitMs, int watch = -1)
     {
         var errno = Marshal.GetLastPInvokeError();
-        if (errno == Native.EINTR)
+        if (errno == SocketNative.EINTR)
         {
             return null;
         }
-        if (errno != Native.EAGAIN)
+        if (errno != SocketNative.EAGAIN)
         {
             return $"splice relay I/O failed: errno {errno}";
         }
         // While waiting for the volume, also watch the client: a socket shut down under the pump (its owner
         // is disposing it, and waits for this pump to let go) must end the wait now, not after waitMs.
-        Span<Native.PollFd> pfd = [new Native.PollFd { Fd = fd, Events = events }, new Native.PollFd { Fd = watch, Events = 0 }];
-        var ready = Native.poll(ref pfd[0], watch < 0 ? 1u : 2u, waitMs);
-        if (ready > 0 && (pfd[1].Revents & (Native.POLLHUP | Native.POLLERR)) != 0)
+        Span<SocketNative.PollFd> pfd = [new SocketNative.PollFd { Fd = fd, Events = events }, new SocketNative.PollFd { Fd = watch, Events = 0 }];
+        var ready = SocketNative.poll(ref pfd[0], watch < 0 ? 1u : 2u, waitMs);
+        if (ready > 0 && (pfd[1].Revents & (SocketNative.POLLHUP | SocketNative.POLLERR)) != 0)
         {
             return ClientClosed;
         }
         return ready > 0 ? null
             : ready == 0 ? $"no progress for {waitMs / 1000} s"
-            : Marshal.GetLastPInvokeError() == Native.EINTR ? null : $"poll failed: errno {Marshal.GetLastPInvokeError()}";
-    }
-
-    private static partial class Native
-    {
-        public const int O_NONBLOCK = 0x800;
-        public const int O_CLOEXEC = 0x80000;
-        public const int F_SETPIPE_SZ = 1031;
-        public const uint SPLICE_F_MOVE = 1;
-        public const uint SPLICE_F_NONBLOCK = 2;
-        public const uint SPLICE_F_MORE = 4;
-        public const int MSG_NOSIGNAL = 0x4000;
-        public const int MSG_DONTWAIT = 0x40;
-        public const int SHUT_RDWR = 2;
-        public const int SHUT_WR = 1;
-        public const short POLLIN = 1;
-        public const short POLLOUT = 4;
-        public const short POLLERR = 8;
-        public const short POLLHUP = 0x10;
-        public const short POLLRDHUP = 0x2000;
-        public const int TIOCOUTQ = 0x5411;
-        public const int EINTR = 4;
-        public const int EAGAIN = 11;
-
-        [StructLayout(LayoutKind.Sequential)]
-        public struct PollFd
-        {
-            public int Fd;
-            public short Events;
-            public short Revents;
-        }
-
-        [LibraryImport("libc", SetLastError = true)]
-        public static partial int pipe2(ref int fds, int flags);
-
-        [LibraryImport("libc", SetLastError = true)]
-        public static partial int fcntl(int fd, int cmd, int arg);
-
-        [LibraryImport("libc", SetLastError = true)]
-        public static partial nint splice(int fdIn, IntPtr offIn, int fdOut, IntPtr offOut, nuint len, uint flags);
-
-        [LibraryImport("libc", SetLastError = true)]
-        public static partial nint recv(int fd, ref byte buf, nuint len, int flags);
-
-        [LibraryImport("libc", SetLastError = true)]
-        public static partial nint send(int fd, ref byte buf, nuint len, int flags);
-
-        [LibraryImport("libc", SetLastError = true)]
-        public static partial int poll(ref PollFd fds, nuint nfds, int timeout);
-
-        [LibraryImport("libc", SetLastError = true)]
-        public static partial int shutdown(int fd, int how);
-
-        [LibraryImport("libc", SetLastError = true)]
-        public static partial int ioctl(int fd, int request, out int value);
-
-        [LibraryImport("libc", SetLastError = true)]
-        public static partial int close(int fd);
+            : Marshal.GetLastPInvokeError() == SocketNative.EINTR ? null : $"poll failed: errno {Marshal.GetLastPInvokeError()}";
     }
 }

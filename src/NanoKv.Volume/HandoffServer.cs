@@ -1,5 +1,4 @@
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using NanoKv.Core;
 
@@ -12,7 +11,7 @@ namespace NanoKv.Volume;
 /// client's socket with sendfile — the read port's path for native GETs — the last chunk only after the pages
 /// are checked unchanged. Anything else is declined before the first byte, and the coordinator relays instead.
 /// </summary>
-public sealed partial class HandoffServer : IAsyncDisposable
+public sealed class HandoffServer : IAsyncDisposable
 {
     /// <summary>The socket's name in the data folder.</summary>
     public const string FileName = "handoff.sock";
@@ -120,8 +119,8 @@ public sealed partial class HandoffServer : IAsyncDisposable
         (RelayOutcome Outcome, string? Why) answer = (RelayOutcome.NotStarted, "no request within the timeout");
         try
         {
-            var pfd = new Native.PollFd { Fd = channel, Events = Native.POLLIN };
-            if (Native.poll(ref pfd, 1, (int)RequestTimeout.TotalMilliseconds) > 0)
+            var pfd = new SocketNative.PollFd { Fd = channel, Events = SocketNative.POLLIN };
+            if (SocketNative.poll(ref pfd, 1, (int)RequestTimeout.TotalMilliseconds) > 0)
             {
                 var buffer = new byte[SocketHandoff.MaxMessage];
                 var n = SocketHandoff.Receive(channel, buffer, out client);
@@ -141,7 +140,7 @@ public sealed partial class HandoffServer : IAsyncDisposable
             SocketHandoff.Reply(channel, answer.Outcome, answer.Why);
             if (client >= 0)
             {
-                _ = Native.close(client);
+                _ = SocketNative.close(client);
             }
             conn.Dispose();
             _slots.Release();
@@ -194,17 +193,17 @@ public sealed partial class HandoffServer : IAsyncDisposable
     private static (RelayOutcome, string?) Send(int client, byte[] head, int file, long length, Func<bool> unchanged)
     {
         var waitMs = (int)IdleTimeout.TotalMilliseconds;
-        _ = Native.Cork(client, true);
+        _ = SocketNative.Cork(client, true);
         try
         {
             for (var at = 0; at < head.Length;)
             {
-                var n = Native.send(client, ref head[at], (nuint)(head.Length - at), Native.MSG_NOSIGNAL | Native.MSG_DONTWAIT);
+                var n = SocketNative.send(client, ref head[at], (nuint)(head.Length - at), SocketNative.MSG_NOSIGNAL | SocketNative.MSG_DONTWAIT);
                 if (n > 0)
                 {
                     at += (int)n;
                 }
-                else if (Native.WaitWritable(client, waitMs) is { } error)
+                else if (SocketNative.WaitReady(client, SocketNative.POLLOUT, waitMs) is { } error)
                 {
                     return (RelayOutcome.ClientGone, error);
                 }
@@ -220,10 +219,10 @@ public sealed partial class HandoffServer : IAsyncDisposable
                     {
                         return (RelayOutcome.SourceCut, "the blob changed on disk during the read");
                     }
-                    _ = Native.Cork(client, false); // the tail leaves at once
+                    _ = SocketNative.Cork(client, false); // the tail leaves at once
                 }
                 var end = last ? length : length - tail;
-                var n = Native.sendfile(client, file, ref offset, (nuint)Math.Min(end - offset, 1L << 30));
+                var n = SocketNative.sendfile(client, file, ref offset, (nuint)Math.Min(end - offset, 1L << 30));
                 if (n > 0)
                 {
                     continue; // sendfile advanced offset
@@ -232,7 +231,7 @@ public sealed partial class HandoffServer : IAsyncDisposable
                 {
                     return (RelayOutcome.SourceCut, "the blob ended early");
                 }
-                if (Native.WaitWritable(client, waitMs) is { } error)
+                if (SocketNative.WaitReady(client, SocketNative.POLLOUT, waitMs) is { } error)
                 {
                     return (RelayOutcome.ClientGone, error);
                 }
@@ -241,66 +240,7 @@ public sealed partial class HandoffServer : IAsyncDisposable
         }
         finally
         {
-            _ = Native.Cork(client, false);
+            _ = SocketNative.Cork(client, false);
         }
-    }
-
-    private static partial class Native
-    {
-        public const int MSG_DONTWAIT = 0x40;
-        public const int MSG_NOSIGNAL = 0x4000;
-        public const short POLLIN = 1;
-        public const short POLLOUT = 4;
-        public const int EINTR = 4;
-        public const int EAGAIN = 11;
-
-        [StructLayout(LayoutKind.Sequential)]
-        public struct PollFd
-        {
-            public int Fd;
-            public short Events;
-            public short Revents;
-        }
-
-        public static bool Cork(int fd, bool on)
-        {
-            const int IpProtoTcp = 6, TcpCork = 3;
-            var value = on ? 1 : 0;
-            return setsockopt(fd, IpProtoTcp, TcpCork, ref value, sizeof(int)) == 0;
-        }
-
-        /// <summary>After a call returned nothing: null to retry once fd is writable (EAGAIN, EINTR), else the failure.</summary>
-        public static string? WaitWritable(int fd, int waitMs)
-        {
-            var errno = Marshal.GetLastPInvokeError();
-            if (errno == EINTR)
-            {
-                return null;
-            }
-            if (errno != EAGAIN)
-            {
-                return $"send to the client failed: errno {errno}";
-            }
-            var pfd = new PollFd { Fd = fd, Events = POLLOUT };
-            var ready = poll(ref pfd, 1, waitMs);
-            return ready > 0 ? null
-                : ready == 0 ? $"the client read nothing for {waitMs / 1000} s"
-                : Marshal.GetLastPInvokeError() == EINTR ? null : $"poll failed: errno {Marshal.GetLastPInvokeError()}";
-        }
-
-        [LibraryImport("libc", SetLastError = true)]
-        public static partial int poll(ref PollFd fds, nuint nfds, int timeout);
-
-        [LibraryImport("libc", SetLastError = true)]
-        public static partial nint send(int fd, ref byte buf, nuint len, int flags);
-
-        [LibraryImport("libc", SetLastError = true)]
-        public static partial nint sendfile(int outFd, int inFd, ref long offset, nuint count);
-
-        [LibraryImport("libc", SetLastError = true)]
-        public static partial int setsockopt(int fd, int level, int name, ref int value, int length);
-
-        [LibraryImport("libc", SetLastError = true)]
-        public static partial int close(int fd);
     }
 }
