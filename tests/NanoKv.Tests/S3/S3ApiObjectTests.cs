@@ -74,6 +74,36 @@ public sealed class S3ApiObjectTests(S3ClusterFixture fx) : IClassFixture<S3Clus
         Assert.False(string.IsNullOrEmpty(missing.RequestId));
     }
 
+    /// <summary>
+    /// A full GET of a large object from a replica on the coordinator's host is handed to that volume (ReadHandoffTests):
+    /// what the SDK sees — bytes, S3 headers, metadata, the MD5 ETag — is the same.
+    /// </summary>
+    [Fact]
+    public async Task ALargeGetHandedToTheVolumeKeepsItsS3HeadersAndBytes()
+    {
+        var (s3, bucket) = await BucketAsync("handoff");
+        using var _ = s3;
+        var volumes = fx.Cluster.Volumes.Where(v => v is not null).Select(v => v!).ToList();
+        double Pinned() => volumes.Sum(v => v.Metrics.CommitPins.WithLabels("pinned").Value);
+        var pinnedBefore = Pinned();
+        var handed = fx.Cluster.Coordinator.Objects.Metrics.ReadHandoffs.WithLabels("sent");
+        var handedBefore = handed.Value;
+        var data = AwsChunkedStreamTests.RandomBytes((int)Core.SocketHandoff.MinBytes + 1234);
+        var put = new PutObjectRequest { BucketName = bucket, Key = "big.bin", InputStream = new MemoryStream(data), ContentType = "application/x-big" };
+        put.Metadata.Add("color", "green");
+        await s3.PutObjectAsync(put);
+        await Infrastructure.TestCluster.WaitUntilAsync(() => Pinned() > pinnedBefore, TimeSpan.FromSeconds(30), "the new blob verified and pinned on the replica reads go to");
+
+        using var got = await s3.GetObjectAsync(bucket, "big.bin");
+        Assert.Equal("application/x-big", got.Headers.ContentType);
+        Assert.Equal("green", got.Metadata["color"]);
+        Assert.Equal($"\"{Convert.ToHexStringLower(MD5.HashData(data))}\"", got.ETag);
+        Assert.Equal(data.Length, got.ContentLength);
+        Assert.Equal(data, await ReadAsync(got));
+        // Counted once the client acknowledged the last byte, which the SDK may finish reading first.
+        await Infrastructure.TestCluster.WaitUntilAsync(() => handed.Value == handedBefore + 1, TimeSpan.FromSeconds(30), "the GET counted as handed off");
+    }
+
     [Fact]
     public async Task RangesSuffixesClampingAndUnsatisfiable()
     {
