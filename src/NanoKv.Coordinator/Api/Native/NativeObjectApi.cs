@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.IO.Pipelines;
 using Microsoft.AspNetCore.Http;
@@ -41,12 +42,49 @@ public sealed class NativeObjectApi(ObjectStore store)
         var put = await store.PutAsync(new PutRequest(key, ctx.Request.Body, ctx.Request.ContentLength), ctx.RequestAborted);
         if (!put.Ok)
         {
+            await DrainUnreadBodyAsync(ctx);
             return ToResult(put.Error!);
         }
         var meta = put.Value!;
         ctx.Response.Headers.ETag = $"\"{meta.Etag}\"";
         return Results.Json(new { key = KeyCodec.Encode(key), size = meta.Size, etag = meta.Etag, replicas = meta.Replicas, version = meta.Version }, statusCode: 201);
     }
+
+    /// <summary>
+    /// A PUT refused before its whole body was read (a full disk at prepare, no node left): read and drop what the
+    /// client still sends, up to DrainBytes or DrainTime, before answering. Closed with unread input, the
+    /// connection is reset, and a client still sending can meet the reset before it reads the answer (seen in CI
+    /// as "Broken pipe" instead of the 507). Past the bound the connection closes as before.
+    /// </summary>
+    private static async Task DrainUnreadBodyAsync(HttpContext ctx)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
+        try
+        {
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
+            deadline.CancelAfter(DrainTime);
+            for (long drained = 0; drained < DrainBytes;)
+            {
+                var n = await ctx.Request.Body.ReadAsync(buffer, deadline.Token);
+                if (n == 0)
+                {
+                    return;
+                }
+                drained += n;
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or BadHttpRequestException or InvalidOperationException)
+        {
+            // The client went away, stalled past the bound, or the body cannot be read any more: the close stands.
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private const long DrainBytes = 64L << 20;
+    private static readonly TimeSpan DrainTime = TimeSpan.FromSeconds(3);
 
     /// <summary>GET: 302 to a live replica (the coordinator stays off the data path) or, in proxy mode, stream it.</summary>
     private async Task<IResult> GetAsync(HttpContext ctx, byte[] key, bool headOnly)
