@@ -133,7 +133,7 @@ public class ReadHandoffTests
             channel.Close(); // dies: the channel hangs up, no answer
         });
         using var pair = await ClientConnection.OpenAsync();
-        var raw = new RawSocket(pair.Server);
+        var raw = new SpliceRelayTests.RawSocket(pair.Server);
         var (outcome, _) = await SocketHandoff.HandOffAsync(path, null, Encoding.UTF8.GetBytes("k"), 1, "ab", size, raw).WaitAsync(Timeout);
         await dying.WaitAsync(Timeout);
         Assert.Equal(RelayOutcome.SourceCut, outcome);
@@ -151,7 +151,7 @@ public class ReadHandoffTests
         await v.StartAsync();
         Assert.NotNull(v.HandoffSocket);
         using var pair = await ClientConnection.OpenAsync();
-        var (outcome, why) = await SocketHandoff.HandOffAsync(v.HandoffSocket!, null, Encoding.UTF8.GetBytes("absent"), 1, "ab", SocketHandoff.MinBytes, new RawSocket(pair.Server)).WaitAsync(Timeout);
+        var (outcome, why) = await SocketHandoff.HandOffAsync(v.HandoffSocket!, null, Encoding.UTF8.GetBytes("absent"), 1, "ab", SocketHandoff.MinBytes, new SpliceRelayTests.RawSocket(pair.Server)).WaitAsync(Timeout);
         Assert.Equal(RelayOutcome.NotStarted, outcome);
         Assert.Contains("not this version", why, StringComparison.Ordinal);
         // The volume answers only after anything it wrote is in the socket: end our side and read it all.
@@ -197,15 +197,6 @@ public class ReadHandoffTests
             _user.Dispose();
             _front.Stop();
         }
-    }
-
-    private sealed class RawSocket(Socket socket) : IRawResponse
-    {
-        public Socket Socket => socket;
-
-        public byte[]? Head(long length) => Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n");
-
-        public void Close() => socket.Dispose();
     }
 
     /// <summary>The replica the coordinator tries first, once it knows every volume's handoff socket.</summary>

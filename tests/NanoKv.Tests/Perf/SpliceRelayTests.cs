@@ -178,7 +178,8 @@ public class SpliceRelayTests
         }
     }
 
-    private sealed class RawSocket(Socket socket) : IRawResponse
+    /// <summary>A server socket of ours answered raw, as Kestrel's would be (also used by ReadHandoffTests).</summary>
+    internal sealed class RawSocket(Socket socket) : IRawResponse
     {
         public Socket Socket => socket;
 
