@@ -18,7 +18,7 @@ var noCeilings = new Option<bool>("--no-ceilings") { Description = "Skip measuri
 var warmCache = new Option<bool>("--keep-page-cache") { Description = "Do not drop the page cache before the GET phase and the read ceiling" };
 var noVerify = new Option<bool>("--no-verify-reads") { Description = "Launch volumes with --no-verify-reads (GETs not hashed on the way out)" };
 var s3 = new Option<bool>("--s3") { Description = "Load the S3 endpoint (path style, SigV4 UNSIGNED-PAYLOAD) instead of the native API; a launched cluster gets an S3 listener with generated credentials" };
-var compare = new Option<bool>("--compare") { Description = "Run every phase through the native API and then S3, back to back, and print S3/native ratios" };
+var compare = new Option<bool>("--compare") { Description = "Run every phase through the native API and through S3 and print S3/native ratios (a launched cluster: a fresh one for each API, native first; --target: phases back to back on it)" };
 var proxyGet = new Option<bool>("--proxy-get") { Description = "Native GETs streamed through the coordinator (?proxy=1), as S3 GETs always are, instead of following the 302" };
 var s3Port = new Option<int>("--s3-port") { Description = "S3 port of the launched cluster", DefaultValueFactory = _ => 9000 };
 var s3Endpoint = new Option<string?>("--s3-endpoint") { Description = "With --target: the running coordinator's S3 endpoint URL" };
@@ -108,7 +108,7 @@ static void Print(BenchResult r, BenchOptions o)
     AnsiConsole.Write(t);
     if (r.S3VsNative is { Count: > 0 } ratios)
     {
-        var rt = new Table().Title("S3 vs native (same cluster, phases back to back)");
+        var rt = new Table().Title(o.Target is null ? "S3 vs native (a fresh cluster each)" : "S3 vs native (same cluster, phases back to back)");
         foreach (var col in new[] { "phase", "native MB/s", "S3 MB/s", "S3/native" })
         {
             rt.AddColumn(new TableColumn(col).RightAligned());
