@@ -250,7 +250,7 @@ public static class BenchRunner
         log("native done; a fresh cluster for S3");
         var s3 = await RunAsync(o with { Api = BenchApi.S3, OutFile = "", DataDir = Dir("s3"), SkipCeilings = true }, log, ct);
         // Interleaved per phase, as a back-to-back comparison lists them.
-        var phases = native.Phases.Concat(s3.Phases).OrderBy(p => p.Phase switch { "cold-put" => 0, "cold-get" => 1, "put" => 2, "get" => 3, _ => 4 }).ToList();
+        var phases = native.Phases.Concat(s3.Phases).OrderBy(p => p.Phase switch { "cold-put" or "cold-get" => p.Api == "native" ? 0 : 1, "put" => 2, "get" => 3, _ => 4 }).ToList();
         var rss = native.PeakRss.Concat(s3.PeakRss.Select(kv => KeyValuePair.Create("s3 cluster " + kv.Key, kv.Value)))
             .ToDictionary(kv => kv.Key, kv => kv.Value);
         var result = native with { Phases = phases, PeakRss = rss, Api = BenchApi.Compare, S3VsNative = Ratios(phases) };

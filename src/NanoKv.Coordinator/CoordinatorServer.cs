@@ -93,7 +93,7 @@ public sealed class CoordinatorServer : IAsyncDisposable
         }
         var store = MetaBackends.Open(options.MetaDsn, options.DbDir);
         options = options with { DataPath = options.DataPath with { CoordinatorId = CoordinatorIdentity.LoadOrCreate(options.DbDir) } };
-        var builder = ServerHost.CreateBuilder("nanokv-coordinator", options.Host, options.Port, options.LogLevel, options.TlsCert, options.TlsKey);
+        var builder = ServerHost.CreateBuilder("nanokv-coordinator", options.Host, options.Port, options.LogLevel, options.TlsCert, options.TlsKey, rawResponses: true);
         var app = builder.Build();
         var http = NodeHttp.Create(options.Secret);
         var nodes = new NodeRegistry(store, http, options.Health, app.Logger) { CoordinatorId = options.DataPath.CoordinatorId };

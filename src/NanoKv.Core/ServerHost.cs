@@ -32,7 +32,9 @@ public static class ServerHost
     /// <summary>A slim builder listening on host:port (127.0.0.1 unless told otherwise; port 0 picks a free one).</summary>
     /// <param name="tlsCert">PEM certificate file; with <paramref name="tlsKey"/>, serve HTTPS instead of HTTP</param>
     /// <param name="tlsKey">PEM private key file of the certificate</param>
-    public static WebApplicationBuilder CreateBuilder(string serviceName, string host, int port, LogLevel logLevel, string? tlsCert = null, string? tlsKey = null)
+    /// <param name="rawResponses">Count and gate the bytes of each plain-HTTP connection (<see cref="ResponseGate"/>), so responses
+    /// written into its socket behind Kestrel's back keep the connection alive</param>
+    public static WebApplicationBuilder CreateBuilder(string serviceName, string host, int port, LogLevel logLevel, string? tlsCert = null, string? tlsKey = null, bool rawResponses = false)
     {
         if ((tlsCert is null) != (tlsKey is null))
         {
@@ -66,6 +68,10 @@ public static class ServerHost
                 if (tlsCert is not null)
                 {
                     listen.UseHttps(System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(tlsCert, tlsKey));
+                }
+                else if (rawResponses)
+                {
+                    ResponseGate.Install(listen);
                 }
             });
             k.AddServerHeader = false;

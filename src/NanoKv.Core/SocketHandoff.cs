@@ -64,7 +64,7 @@ public static partial class SocketHandoff
             }
             // The volume gets its own descriptor of the connection; the coordinator's stays open (and its number
             // ours) until the volume answered and the last byte was acknowledged.
-            return await SpliceRelay.HoldingClientAsync(client, down => Run(socketPath, message, down));
+            return await SpliceRelay.HoldingClientAsync(client, down => Run(socketPath, message, down, client.KeepAlive));
         }
         finally
         {
@@ -72,7 +72,7 @@ public static partial class SocketHandoff
         }
     }
 
-    private static (RelayOutcome, string?) Run(string socketPath, byte[] message, int down)
+    private static (RelayOutcome, string?) Run(string socketPath, byte[] message, int down, bool keepAlive)
     {
         using var channel = new Socket(AddressFamily.Unix, SocketType.Seqpacket, ProtocolType.Unspecified);
         try
@@ -125,7 +125,7 @@ public static partial class SocketHandoff
         }
         var outcome = (RelayOutcome)reply[0];
         var text = n > 1 ? Encoding.UTF8.GetString(reply, 1, (int)n - 1) : null;
-        if (outcome == RelayOutcome.Sent)
+        if (outcome == RelayOutcome.Sent && !keepAlive)
         {
             _ = shutdown(down, SHUT_WR); // the body is complete: FIN after it
             SpliceRelay.AwaitDelivery(down, (int)IdleTimeout.TotalMilliseconds);

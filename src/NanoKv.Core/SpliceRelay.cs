@@ -12,11 +12,17 @@ public interface IRawResponse
     /// <summary>The client's connection.</summary>
     Socket Socket { get; }
 
-    /// <summary>Status line and headers (with Connection: close) for a body of length bytes; null when they cannot be sent raw.</summary>
+    /// <summary>Whether the connection stays open after a whole raw response (else it closes, and the head says so).</summary>
+    bool KeepAlive { get; }
+
+    /// <summary>Status line and headers for a body of length bytes; null when they cannot be sent raw.</summary>
     byte[]? Head(long length);
 
-    /// <summary>Ends the connection once a raw response went out: the server must not write to it again.</summary>
+    /// <summary>Ends the connection once a raw response went out cut: the server must not write to it again.</summary>
     void Close();
+
+    /// <summary>The whole raw response (the head and bodyBytes) went out: the connection carries on, or closes.</summary>
+    void Sent(long bodyBytes);
 }
 
 /// <summary>How a relay ended.</summary>
@@ -174,7 +180,7 @@ public static partial class SpliceRelay
             registration.Dispose();
             return ct.IsCancellationRequested
                 ? (RelayOutcome.NotStarted, "the request was cancelled")
-                : Pump(up, down, head, buffer.AsMemory(headEnd, early), size - early);
+                : Pump(up, down, head, buffer.AsMemory(headEnd, early), size - early, client.KeepAlive);
         }
         finally
         {
@@ -277,7 +283,7 @@ public static partial class SpliceRelay
     }
 
     /// <summary>Runs on a thread of its own: head and early bytes with send, the rest with splice, waiting in poll.</summary>
-    private static (RelayOutcome, string?) Pump(int up, int down, byte[] head, ReadOnlyMemory<byte> early, long remaining)
+    private static (RelayOutcome, string?) Pump(int up, int down, byte[] head, ReadOnlyMemory<byte> early, long remaining, bool keepAlive)
     {
         var waitMs = (int)IdleTimeout.TotalMilliseconds;
         if (SendAll(down, head, waitMs) is { } headError)
@@ -333,8 +339,11 @@ public static partial class SpliceRelay
                     return (RelayOutcome.ClientGone, writeError);
                 }
             }
-            _ = SocketNative.shutdown(down, SocketNative.SHUT_WR); // the body is complete: FIN after it
-            AwaitDelivery(down, waitMs);
+            if (!keepAlive)
+            {
+                _ = SocketNative.shutdown(down, SocketNative.SHUT_WR); // the body is complete: FIN after it
+                AwaitDelivery(down, waitMs);
+            }
             return (RelayOutcome.Sent, null);
         }
         finally

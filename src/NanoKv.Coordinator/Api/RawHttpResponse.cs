@@ -9,21 +9,40 @@ using NanoKv.Core;
 namespace NanoKv.Coordinator.Api;
 
 /// <summary>
-/// A response a relay writes to the client's socket itself (<see cref="SpliceRelay"/>): the status and headers
-/// the front end set, a Content-Length, and Connection: close, because the server cannot take the
-/// connection back after bytes went out behind its back.
+/// A response a relay or a volume writes to the client's socket itself (<see cref="SpliceRelay"/>,
+/// <see cref="SocketHandoff"/>): the status and headers the front end set and a Content-Length. The connection
+/// stays open when the listener has a <see cref="ResponseGate"/> (Kestrel then answers the request with an empty
+/// stand-in that the gate drops); without one, Connection: close, because Kestrel cannot take the connection back
+/// after bytes went out behind its back.
 /// </summary>
-internal sealed class RawHttpResponse(HttpContext ctx, Socket socket) : IRawResponse
+internal sealed class RawHttpResponse(HttpContext ctx, Socket socket, ResponseGate? gate) : IRawResponse
 {
+    private long _headBytes;
+
     public Socket Socket => socket;
 
-    /// <summary>Null unless the request is plain HTTP/1.1 without a body and Kestrel exposes the connection's socket.</summary>
-    public static RawHttpResponse? For(HttpContext ctx) =>
-        (SpliceRelay.Enabled || SocketHandoff.Enabled) && !ctx.Request.IsHttps && ctx.Request.Protocol == "HTTP/1.1" && ctx.Request.ContentLength is null or 0
-        && !ctx.Request.Headers.ContainsKey("Transfer-Encoding") && !ctx.Response.HasStarted
-        && ctx.Features.Get<IConnectionSocketFeature>()?.Socket is { } s
-            ? new RawHttpResponse(ctx, s)
-            : null;
+    public bool KeepAlive => gate is not null;
+
+    /// <summary>
+    /// Null unless the request is plain HTTP/1.1 without a body, Kestrel exposes the connection's socket, and
+    /// nothing Kestrel wrote to it earlier is still on its way to the kernel (a pipelining client).
+    /// </summary>
+    public static RawHttpResponse? For(HttpContext ctx)
+    {
+        if (!(SpliceRelay.Enabled || SocketHandoff.Enabled) || ctx.Request.IsHttps || ctx.Request.Protocol != "HTTP/1.1" || ctx.Request.ContentLength is not (null or 0)
+            || ctx.Request.Headers.ContainsKey("Transfer-Encoding") || ctx.Response.HasStarted
+            || ctx.Features.Get<IConnectionSocketFeature>()?.Socket is not { } s)
+        {
+            return null;
+        }
+        var gate = ctx.Features.Get<ResponseGate>();
+        if (gate is not null && !gate.Settled())
+        {
+            return null;
+        }
+        var close = ctx.Request.Headers.Connection.Any(v => v?.Contains("close", StringComparison.OrdinalIgnoreCase) == true);
+        return new RawHttpResponse(ctx, s, close ? null : gate);
+    }
 
     public byte[]? Head(long length)
     {
@@ -49,9 +68,24 @@ internal sealed class RawHttpResponse(HttpContext ctx, Socket socket) : IRawResp
         }
         head.Append("Content-Length: ").Append(length.ToString(CultureInfo.InvariantCulture)).Append("\r\n")
             .Append("Date: ").Append(DateTime.UtcNow.ToString("r", CultureInfo.InvariantCulture)).Append("\r\n")
-            .Append("Connection: close\r\n\r\n");
-        return Encoding.ASCII.GetBytes(head.ToString());
+            .Append(KeepAlive ? "\r\n" : "Connection: close\r\n\r\n");
+        var bytes = Encoding.ASCII.GetBytes(head.ToString());
+        _headBytes = bytes.Length;
+        return bytes;
     }
 
     public void Close() => ctx.Abort();
+
+    public void Sent(long bodyBytes)
+    {
+        if (gate is null)
+        {
+            Close();
+            return;
+        }
+        // Kestrel answers with an empty stand-in that the gate drops; the connection carries on.
+        gate.Sent(_headBytes + bodyBytes);
+        ctx.Response.Headers.Clear();
+        ctx.Response.ContentLength = 0;
+    }
 }

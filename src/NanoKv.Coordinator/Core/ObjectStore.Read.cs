@@ -168,7 +168,14 @@ public sealed partial class ObjectStore
             logger.LogDebug("proxy GET of {Key} not {How}: {Reason}", KeyCodec.Display(plan.Key), how, error);
             return false;
         }
-        raw.Close(); // the response was written behind the server's back: it must not write to this connection again
+        if (outcome == RelayOutcome.Sent)
+        {
+            raw.Sent(plan.Meta.Size); // written behind the server's back: it answers with a stand-in, or closes
+        }
+        else
+        {
+            raw.Close(); // a cut response: the server must not write to this connection again
+        }
         if (outcome == RelayOutcome.SourceCut)
         {
             Metrics.VerifiedReadFailures.Inc();

@@ -77,6 +77,9 @@ public class BenchSmokeTests
                 result.Phases.Select(p => $"{p.Api}:{p.Phase}"));
             Assert.All(result.Phases, p => Assert.True(p.Failures == 0, $"{p.Api} {p.Phase}: {p.FirstError}"));
             Assert.Equal(8, result.Phases.Single(p => p.Api == "s3" && p.Phase == "put").Requests);
+            // A launched comparison runs each API on a cluster of its own (the second one's processes are listed apart).
+            Assert.Contains(result.PeakRss.Keys, k => k.StartsWith("s3 cluster ", StringComparison.Ordinal));
+            Assert.Contains(result.PeakRss.Keys, k => !k.StartsWith("s3 cluster ", StringComparison.Ordinal));
             Assert.Equal(["put", "get", "mixed"], result.S3VsNative!.Select(r => r.Phase));
             using var json = JsonDocument.Parse(await File.ReadAllTextAsync(o.OutFile));
             Assert.Equal("Compare", json.RootElement.GetProperty("api").GetString());

@@ -38,13 +38,13 @@ public class ReadHandoffTests
             Assert.Equal(data.Length, resp.Content.Headers.ContentLength);
             Assert.Equal("application/octet-stream", resp.Content.Headers.ContentType?.MediaType);
             Assert.True(resp.Headers.Date is not null, "no Date header");
-            Assert.True(resp.Headers.ConnectionClose, "a handed-off response closes its connection");
+            Assert.NotEqual(true, resp.Headers.ConnectionClose); // the connection carries on (ResponseGate)
         }
         await TestCluster.WaitUntilAsync(() => handed.Value == 1, Timeout, "the read was counted as handed off");
         Assert.Equal(1, first.Metrics.SendfileReads.WithLabels("handoff").Value); // the volume sent it, from its pin
         Assert.Equal(0, c.Coordinator.Objects.Metrics.SpliceRelays.WithLabels("sent").Value); // no byte crossed the coordinator
 
-        // The next request on a new connection is served normally; a range and a small blob are relayed.
+        // A range and a small blob are relayed.
         using (var req = new HttpRequestMessage(HttpMethod.Get, $"{c.Url}/big?proxy=1") { Headers = { Range = new(5, 14) } })
         using (var resp = await c.Client.SendAsync(req).WaitAsync(Timeout))
         {
@@ -85,6 +85,89 @@ public class ReadHandoffTests
         }
         Assert.Equal(2, metrics.ReadHandoffs.WithLabels("declined").Value);
         Assert.Equal(1, first.Metrics.SendfileReads.WithLabels("handoff").Value);
+    }
+
+    /// <summary>
+    /// A handed-off response keeps its connection: Kestrel answers the request with a stand-in that the
+    /// connection's ResponseGate drops, and the next request on the same connection is answered in order, whether
+    /// it is handed off again, relayed by Kestrel, or sent before the previous answer was read (pipelined).
+    /// </summary>
+    [Fact]
+    public async Task AHandedOffResponseKeepsTheConnectionForTheNextRequests()
+    {
+        await using var c = await TestCluster.StartAsync(volumes: 3, replicas: 3);
+        var big = RandomNumberGenerator.GetBytes((int)SocketHandoff.MinBytes + 7);
+        var mid = RandomNumberGenerator.GetBytes((int)SocketHandoff.MinBytes - 4096); // relayed through Kestrel
+        (await c.Client.PutAsync($"{c.Url}/big", new ByteArrayContent(big))).EnsureSuccessStatusCode();
+        (await c.Client.PutAsync($"{c.Url}/mid", new ByteArrayContent(mid))).EnsureSuccessStatusCode();
+        var first = await FirstChoiceAsync(c, "big");
+        await TestCluster.WaitUntilAsync(() => first.Metrics.CommitPins.WithLabels("pinned").Value == 1, Timeout, "the committed blob pinned");
+        var handed = c.Coordinator.Objects.Metrics.ReadHandoffs.WithLabels("sent");
+
+        using var tcp = new TcpClient();
+        await tcp.ConnectAsync(IPAddress.Loopback, new Uri(c.Url).Port).WaitAsync(Timeout);
+        var http = new RawHttpClient(tcp.GetStream());
+        static byte[] Get(string key) => Encoding.ASCII.GetBytes($"GET /{key}?proxy=1 HTTP/1.1\r\nHost: nanokv\r\n\r\n");
+
+        foreach (var (key, want, handedAfter) in new[] { ("big", big, 1), ("big", big, 2), ("mid", mid, 2), ("big", big, 3) })
+        {
+            await tcp.GetStream().WriteAsync(Get(key)).AsTask().WaitAsync(Timeout);
+            var (head, body) = await http.ReadResponseAsync();
+            Assert.StartsWith("HTTP/1.1 200", head, StringComparison.Ordinal);
+            Assert.DoesNotContain("Connection: close", head, StringComparison.OrdinalIgnoreCase);
+            Assert.Equal(want, body);
+            Assert.Equal(handedAfter, handed.Value);
+        }
+
+        // Pipelined: both requests in one write, the answers read afterwards, in order and byte for byte.
+        await tcp.GetStream().WriteAsync(Get("mid").Concat(Get("big")).ToArray()).AsTask().WaitAsync(Timeout);
+        Assert.Equal(mid, (await http.ReadResponseAsync()).Body);
+        Assert.Equal(big, (await http.ReadResponseAsync()).Body);
+        Assert.Equal(0, c.Coordinator.Objects.Metrics.ReadHandoffs.WithLabels("source_cut").Value);
+    }
+
+    /// <summary>HTTP/1.1 responses with a Content-Length, read one after another off one connection.</summary>
+    private sealed class RawHttpClient(NetworkStream stream)
+    {
+        private readonly byte[] _buffer = new byte[1 << 20];
+        private int _start;
+        private int _end;
+
+        public async Task<(string Head, byte[] Body)> ReadResponseAsync()
+        {
+            int at;
+            while ((at = _buffer.AsSpan(_start, _end - _start).IndexOf("\r\n\r\n"u8)) < 0)
+            {
+                await FillAsync();
+            }
+            var head = Encoding.ASCII.GetString(_buffer, _start, at + 4);
+            _start += at + 4;
+            var line = head.Split("\r\n").Single(l => l.StartsWith("Content-Length:", StringComparison.OrdinalIgnoreCase));
+            var body = new byte[int.Parse(line["Content-Length:".Length..].Trim(), System.Globalization.CultureInfo.InvariantCulture)];
+            for (var got = 0; got < body.Length;)
+            {
+                if (_start == _end)
+                {
+                    await FillAsync();
+                }
+                var n = Math.Min(body.Length - got, _end - _start);
+                _buffer.AsSpan(_start, n).CopyTo(body.AsSpan(got));
+                (got, _start) = (got + n, _start + n);
+            }
+            return (head, body);
+        }
+
+        private async Task FillAsync()
+        {
+            if (_start > 0)
+            {
+                _buffer.AsSpan(_start, _end - _start).CopyTo(_buffer);
+                (_end, _start) = (_end - _start, 0);
+            }
+            var n = await stream.ReadAsync(_buffer.AsMemory(_end)).AsTask().WaitAsync(Timeout);
+            Assert.True(n > 0, "the server closed the connection");
+            _end += n;
+        }
     }
 
     [Fact]

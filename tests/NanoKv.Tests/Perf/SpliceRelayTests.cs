@@ -40,7 +40,7 @@ public class SpliceRelayTests
             Assert.Equal("application/octet-stream", resp.Content.Headers.ContentType?.MediaType);
             Assert.Contains("bytes", resp.Headers.AcceptRanges);
             Assert.True(resp.Headers.Date is not null, "no Date header");
-            Assert.True(resp.Headers.ConnectionClose, "a spliced response closes its connection");
+            Assert.NotEqual(true, resp.Headers.ConnectionClose); // the connection carries on (ResponseGate)
         }
         await TestCluster.WaitUntilAsync(() => sent.Value == 1, Timeout, "the read was counted as spliced");
 
@@ -79,7 +79,6 @@ public class SpliceRelayTests
         using (var resp = await c.Client.GetAsync($"{c.Url}/bad?proxy=1", HttpCompletionOption.ResponseHeadersRead).WaitAsync(Timeout))
         {
             Assert.Equal(HttpStatusCode.OK, resp.StatusCode); // the head went out before the volume's hash was known
-            Assert.True(resp.Headers.ConnectionClose, "not the spliced path");
             var err = await Record.ExceptionAsync(() => resp.Content.ReadAsByteArrayAsync().WaitAsync(Timeout));
             Assert.True(err is HttpRequestException or IOException, $"expected a cut transfer, got {err?.ToString() ?? "the whole body"}");
         }
@@ -183,8 +182,12 @@ public class SpliceRelayTests
     {
         public Socket Socket => socket;
 
+        public bool KeepAlive => false;
+
         public byte[]? Head(long length) => Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n");
 
         public void Close() => socket.Dispose();
+
+        public void Sent(long bodyBytes) => socket.Dispose();
     }
 }

@@ -54,7 +54,7 @@ public sealed class S3Server : IAsyncDisposable
         {
             throw new ArgumentException("the S3 listener needs at least one user (--s3-users or NANOKV_S3_USERS); anonymous access is not offered");
         }
-        var builder = ServerHost.CreateBuilder("nanokv-s3", options.Host, options.Port, logLevel, tlsCert, tlsKey);
+        var builder = ServerHost.CreateBuilder("nanokv-s3", options.Host, options.Port, logLevel, tlsCert, tlsKey, rawResponses: true);
         var app = builder.Build();
         var router = new S3Router(store, options, new SigV4Verifier(options.Users), app.Logger);
         var server = new S3Server(app, router);
