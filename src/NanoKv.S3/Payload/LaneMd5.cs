@@ -1,0 +1,107 @@
+using System.Buffers.Binary;
+
+namespace NanoKv.S3.Payload;
+
+/// <summary>
+/// One body's MD5 computed by <see cref="Md5Lanes"/>: appended bytes are copied into a staging buffer, and
+/// each full buffer is hashed on the lanes thread while the next one fills (one in flight per body, so
+/// its blocks are stepped in order).
+/// </summary>
+public sealed class LaneMd5 : IDisposable
+{
+    private readonly uint[] _state = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476];
+    private byte[] _fill = Md5Lanes.RentBuffer();
+    private int _filled;
+    private long _length;
+    private Task? _inFlight;
+    private byte[]? _inFlightBuffer;
+    private bool _finished;
+
+    /// <summary>Copies data in before returning (the caller may reuse its buffer at once); waits only when a full buffer must be queued.</summary>
+    public ValueTask AppendAsync(ReadOnlyMemory<byte> data)
+    {
+        ObjectDisposedException.ThrowIf(_finished, this);
+        _length += data.Length;
+        if (_filled + data.Length < _fill.Length)
+        {
+            data.Span.CopyTo(_fill.AsSpan(_filled));
+            _filled += data.Length;
+            return ValueTask.CompletedTask;
+        }
+        return FillAsync(data);
+    }
+
+    private async ValueTask FillAsync(ReadOnlyMemory<byte> data)
+    {
+        while (!data.IsEmpty)
+        {
+            var n = Math.Min(_fill.Length - _filled, data.Length);
+            data.Span[..n].CopyTo(_fill.AsSpan(_filled));
+            _filled += n;
+            data = data[n..];
+            if (_filled == _fill.Length)
+            {
+                await QueueAsync();
+            }
+        }
+    }
+
+    /// <summary>Queues the whole blocks filled so far; the tail (under 64 bytes) moves to the next buffer.</summary>
+    private async ValueTask QueueAsync()
+    {
+        if (_inFlight is not null)
+        {
+            await _inFlight;
+        }
+        var next = _inFlightBuffer ?? Md5Lanes.RentBuffer();
+        var whole = _filled / 64 * 64;
+        _fill.AsSpan(whole, _filled - whole).CopyTo(next);
+        _inFlight = whole > 0 ? Md5Lanes.Submit(_state, _fill, whole / 64) : null;
+        (_inFlightBuffer, _fill, _filled) = (_fill, next, _filled - whole);
+    }
+
+    /// <summary>Pads, waits for the last blocks and returns the 16-byte digest.</summary>
+    public async ValueTask<byte[]> FinishAsync()
+    {
+        var bits = (ulong)_length * 8;
+        var pad = new byte[(_filled % 64 < 56 ? 64 : 128) - (_filled % 64)];
+        pad[0] = 0x80;
+        BinaryPrimitives.WriteUInt64LittleEndian(pad.AsSpan(pad.Length - 8), bits);
+        await AppendAsync(pad);
+        await QueueAsync();
+        if (_inFlight is not null)
+        {
+            await _inFlight;
+            _inFlight = null;
+        }
+        var digest = new byte[16];
+        for (var w = 0; w < 4; w++)
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(digest.AsSpan(w * 4), _state[w]);
+        }
+        Dispose();
+        return digest;
+    }
+
+    public void Dispose()
+    {
+        if (_finished)
+        {
+            return;
+        }
+        _finished = true;
+        Md5Lanes.ReturnBuffer(_fill);
+        if (_inFlightBuffer is { } busy)
+        {
+            // The lanes thread may still read it: back to the pool only once its blocks are done.
+            if (_inFlight is { IsCompleted: false } pending)
+            {
+                _ = pending.ContinueWith(_ => Md5Lanes.ReturnBuffer(busy), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            }
+            else
+            {
+                Md5Lanes.ReturnBuffer(busy);
+            }
+        }
+    }
+}
