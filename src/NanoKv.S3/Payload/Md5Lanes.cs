@@ -23,6 +23,9 @@ public static unsafe class Md5Lanes
     /// <summary>Staging buffer size: a multiple of 64 (one MD5 block).</summary>
     public const int BufferSize = 256 * 1024;
 
+    /// <summary>A body uses the lanes when at least this many are open (itself included); fewer are hashed one by one inline.</summary>
+    public const int MinBodies = 4;
+
     // Blocks stepped per pass before free lanes are refilled, so a newly queued buffer waits little.
     private const int MaxBlocksPerPass = 64;
 

@@ -53,6 +53,26 @@ public class LaneMd5Tests
         Assert.Equal(MD5.HashData(data), await HashInChunksAsync(data, new Random(3)).WaitAsync(Timeout));
     }
 
+    [Avx512Fact]
+    public async Task BodiesReadTogetherThroughVerifyingStreamsGetTheirEtagsFromTheLanes()
+    {
+        var bodies = Enumerable.Range(0, Md5Lanes.MinBodies + 2).Select(_ => RandomNumberGenerator.GetBytes(Random.Shared.Next(1, 2 << 20))).ToArray();
+        var streams = bodies.Select(b => new VerifyingStream(new MemoryStream(b), PayloadChecks.None with { ExpectedLength = b.Length })).ToArray();
+        try
+        {
+            Assert.True(streams[^1].HashesOnLanes, "with this many bodies open the last one uses the lanes");
+            await Task.WhenAll(streams.Select(s => s.CopyToAsync(Stream.Null))).WaitAsync(Timeout);
+            for (var i = 0; i < bodies.Length; i++)
+            {
+                Assert.Equal(Convert.ToHexStringLower(MD5.HashData(bodies[i])), streams[i].Md5Hex);
+            }
+        }
+        finally
+        {
+            Array.ForEach(streams, s => s.Dispose());
+        }
+    }
+
     /// <summary>Appended in random pieces, as a request body arrives.</summary>
     private static async Task<byte[]> HashInChunksAsync(byte[] data, Random rng)
     {
