@@ -29,7 +29,8 @@ public static partial class SocketHandoff
     /// <summary>A request's fixed part (key, numbers, secret) fits in this; the head is bounded by the raw response.</summary>
     public const int MaxMessage = 64 * 1024;
 
-    /// <summary>Blobs below this are relayed: a handoff costs the client its keep-alive connection (as a splice does).</summary>
+    /// <summary>Blobs below this are relayed: volumes pin blobs on commit from this size (smaller ones would mostly be
+    /// declined, not verified and pinned there), and a handoff costs two threads and a unix-socket round trip.</summary>
     public const long MinBytes = 8 << 20;
 
     private const string Magic = "NKH1";
@@ -63,7 +64,7 @@ public static partial class SocketHandoff
                 return (RelayOutcome.NotStarted, "handoff request too large");
             }
             // The volume gets its own descriptor of the connection; the coordinator's stays open (and its number
-            // ours) until the volume answered and the last byte was acknowledged.
+            // ours) until the volume answered, and when the connection closes after, until the last byte was acknowledged.
             return await SpliceRelay.HoldingClientAsync(client, down => Run(socketPath, message, down, client.KeepAlive));
         }
         finally
