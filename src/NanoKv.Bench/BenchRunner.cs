@@ -240,8 +240,8 @@ public static class BenchRunner
     /// A launched comparison gives each front end a cluster of its own, launched fresh, native first: the same
     /// phases on one cluster billed the second front end's PUT phase for the first one's leftovers (pinned and
     /// mapped blobs, the memory the guest had to hand back), whichever front end that was. Measured with both
-    /// orders on one cluster at 16 MiB: native 5.3–5.8 CPU-s/GiB first and 7.7 second, S3 8.0 first and
-    /// 9.7–11.6 second. A running cluster (--target) cannot be relaunched, so it keeps the back-to-back way.
+    /// orders on one cluster at 16 MiB: native 5.3–6.9 CPU-s/GiB first (five runs) and 7.7 second, S3 8.0 first and
+    /// 8.2–11.6 second. A running cluster (--target) cannot be relaunched, so it keeps the back-to-back way.
     /// </summary>
     private static async Task<BenchResult> CompareOnFreshClustersAsync(BenchOptions o, Action<string> log, CancellationToken ct)
     {
