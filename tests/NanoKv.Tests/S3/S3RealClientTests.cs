@@ -96,7 +96,10 @@ public sealed class S3RealClientTests(S3ClusterFixture fx) : IClassFixture<S3Clu
                 ["HOME"] = home,
             };
             var bucket = S3ClusterFixture.Bucket("rclone");
-            Task<(int, string)> Rclone(params string[] args) => ToolRunner.Run("/usr/bin/rclone", [.. args, "--retries", "1", "--low-level-retries", "1"], env, ToolTimeout);
+            // A 503 (with Retry-After) is S3's retryable answer, and the aws CLI retries it by default: under the
+            // whole suite's load a test cluster can briefly see no volume alive (heartbeats count as missed after
+            // 2 s here), and CI once failed this copy on that. Low-level retries only; no whole-run retries.
+            Task<(int, string)> Rclone(params string[] args) => ToolRunner.Run("/usr/bin/rclone", [.. args, "--retries", "1", "--low-level-retries", "3"], env, ToolTimeout);
             var src = Path.Combine(home, "tree");
             WriteFiles(src, 6, 50_000);
             await File.WriteAllBytesAsync(Path.Combine(src, "large.bin"), AwsChunkedStreamTests.RandomBytes(12 * 1024 * 1024));
