@@ -53,13 +53,15 @@ public sealed partial class ObjectStore
         var absent = 0;
         foreach (var c in plan.Candidates)
         {
-            if (range is null && sink.Raw is { } raw && c.HandoffSocket is { } socketPath && plan.Meta.Size >= SocketHandoff.MinBytes
+            // Sizes first: taking the raw response checks the connection's socket (two system calls).
+            var raw = range is null && plan.Meta.Size >= Math.Min(SocketHandoff.MinBytes, SpliceRelay.MinBytes) ? sink.Raw : null;
+            if (raw is not null && c.HandoffSocket is { } socketPath && plan.Meta.Size >= SocketHandoff.MinBytes
                 && await TryHandOffAsync(socketPath, plan, sink, raw))
             {
                 return null;
             }
-            if (range is null && plan.Meta.Size >= SpliceRelay.MinBytes && c.ReadUrl is { } readUrl && sink.Raw is { } raw2
-                && await TryRelayRawAsync(readUrl, plan, sink, raw2, ct))
+            if (raw is not null && plan.Meta.Size >= SpliceRelay.MinBytes && c.ReadUrl is { } readUrl
+                && await TryRelayRawAsync(readUrl, plan, sink, raw, ct))
             {
                 return null;
             }
