@@ -260,17 +260,17 @@ public static unsafe class Md5Lanes
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<uint> F(Vector512<uint> a, Vector512<uint> b, Vector512<uint> c, Vector512<uint> d, Vector512<uint> m, uint k, [ConstantExpected] byte s) =>
-        b + Avx512F.RotateLeft(a + Avx512F.TernaryLogic(b, c, d, 0xCA) + m + Vector512.Create(k), s); // b ? c : d
+        b + Avx512F.RotateLeft(a + m + Vector512.Create(k) + Avx512F.TernaryLogic(b, c, d, 0xCA), s); // b ? c : d
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<uint> G(Vector512<uint> a, Vector512<uint> b, Vector512<uint> c, Vector512<uint> d, Vector512<uint> m, uint k, [ConstantExpected] byte s) =>
-        b + Avx512F.RotateLeft(a + Avx512F.TernaryLogic(d, b, c, 0xCA) + m + Vector512.Create(k), s); // d ? b : c
+        b + Avx512F.RotateLeft(a + m + Vector512.Create(k) + Avx512F.TernaryLogic(d, b, c, 0xCA), s); // d ? b : c
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<uint> H(Vector512<uint> a, Vector512<uint> b, Vector512<uint> c, Vector512<uint> d, Vector512<uint> m, uint k, [ConstantExpected] byte s) =>
-        b + Avx512F.RotateLeft(a + Avx512F.TernaryLogic(b, c, d, 0x96) + m + Vector512.Create(k), s); // b ^ c ^ d
+        b + Avx512F.RotateLeft(a + m + Vector512.Create(k) + Avx512F.TernaryLogic(b, c, d, 0x96), s); // b ^ c ^ d
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<uint> I(Vector512<uint> a, Vector512<uint> b, Vector512<uint> c, Vector512<uint> d, Vector512<uint> m, uint k, [ConstantExpected] byte s) =>
-        b + Avx512F.RotateLeft(a + Avx512F.TernaryLogic(b, c, d, 0x39) + m + Vector512.Create(k), s); // c ^ (b | ~d)
+        b + Avx512F.RotateLeft(a + m + Vector512.Create(k) + Avx512F.TernaryLogic(b, c, d, 0x39), s); // c ^ (b | ~d)
 }
