@@ -50,7 +50,8 @@ public sealed class Broadcast
     /// <summary>
     /// Reads src to the end and hands each chunk to every target; OutputError when any target failed. Each
     /// chunk is read straight into its own pooled buffer and hashed there (no copy per chunk). With
-    /// hash=false the result's Etag is empty: the caller takes the targets' own hashes instead.
+    /// hash=false the result's Etag is empty: the caller takes the targets' own hashes instead. A source that
+    /// is an <see cref="IChunkObserver"/> sees each chunk too, and holds it until it is done with it.
     /// </summary>
     public async Task<CopyResult> PumpAsync(Stream src, long maxBytes, CancellationToken ct, bool hash = true)
     {
@@ -72,6 +73,7 @@ public sealed class Broadcast
     private async Task<CopyResult> PumpChunksAsync(Stream src, long maxBytes, bool hash, CancellationToken ct)
     {
         using var hasher = hash ? ContentHasher.New() : null;
+        var observer = src as IChunkObserver is { } o && o.ObserveChunks() ? o : null;
         long total = 0;
         while (true)
         {
@@ -103,9 +105,14 @@ public sealed class Broadcast
                 return new CopyResult(total, "", CopyStatus.InputError, new InvalidDataException($"body is longer than {maxBytes} bytes"));
             }
             hasher?.Update(buffer.AsSpan(0, filled));
+            var chunk = new Chunk(buffer, filled, _channels.Length + (observer is null ? 0 : 1));
+            if (observer is not null)
+            {
+                await observer.ObserveAsync(buffer, filled, chunk.Release);
+            }
             try
             {
-                await SendAsync(new Chunk(buffer, filled, _channels.Length), ct);
+                await SendAsync(chunk, ct);
             }
             catch (OperationCanceledException ex)
             {

@@ -46,6 +46,42 @@ public sealed class LaneMd5 : IDisposable
         }
     }
 
+    /// <summary>
+    /// Hashes the caller's buffer in place when it continues the body at a block boundary (whole blocks, nothing
+    /// staged): queued behind the body's previous blocks, and release runs once the lanes are done reading it.
+    /// Otherwise its bytes are copied in as by <see cref="AppendAsync"/> and released at once.
+    /// </summary>
+    public async ValueTask LendAsync(byte[] buffer, int length, Action release)
+    {
+        if (_finished || _filled != 0 || length % 64 != 0 || length == 0)
+        {
+            try
+            {
+                if (!_finished)
+                {
+                    await AppendAsync(buffer.AsMemory(0, length));
+                }
+            }
+            finally
+            {
+                release();
+            }
+            return;
+        }
+        if (_inFlight is not null)
+        {
+            await _inFlight;
+        }
+        _length += length;
+        Lent++;
+        var job = Md5Lanes.Submit(_state, buffer, length / 64);
+        _inFlight = job;
+        _ = job.ContinueWith(_ => release(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
+    /// <summary>Buffers hashed in place (<see cref="LendAsync"/>), not copied.</summary>
+    public int Lent { get; private set; }
+
     /// <summary>Queues the whole blocks filled so far; the tail (under 64 bytes) moves to the next buffer.</summary>
     private async ValueTask QueueAsync()
     {

@@ -1,12 +1,14 @@
 using System.Security.Cryptography;
+using NanoKv.Core;
 using NanoKv.S3.Checksums;
 
 namespace NanoKv.S3.Payload;
 
 /// <summary>Passes a body through while computing its MD5 (the S3 ETag) and whatever <see cref="PayloadChecks"/> asks for;
 /// the read that reaches the end throws the S3 error (BadDigest, XAmzContentSHA256Mismatch, IncompleteBody) on a mismatch,
-/// so a writer that aborts on a read failure never commits a body the client did not send.</summary>
-public sealed class VerifyingStream : Stream
+/// so a writer that aborts on a read failure never commits a body the client did not send. Read by a
+/// <see cref="Broadcast"/> pump, the lanes' MD5 takes the pump's chunks in place (<see cref="IChunkObserver"/>).</summary>
+public sealed class VerifyingStream : Stream, IChunkObserver
 {
     private readonly Stream _inner;
     private readonly PayloadChecks _checks;
@@ -17,6 +19,11 @@ public sealed class VerifyingStream : Stream
     private readonly LaneMd5? _lanes;
     private readonly IncrementalHash? _md5;
     private int _closed;
+
+    // Observed (the pump lends its chunks): what reads returned since the last chunk, still in the pump's
+    // buffer; only the end of the body hashes these itself, the chunk that holds them comes after.
+    private bool _observed;
+    private readonly List<ReadOnlyMemory<byte>> _unobserved = [];
     private readonly IncrementalHash? _sha256;
     private readonly S3Checksum? _checksum;
     private long _count;
@@ -35,6 +42,9 @@ public sealed class VerifyingStream : Stream
 
     /// <summary>Whether this body's MD5 runs on the shared AVX-512 lanes (<see cref="Md5Lanes"/>).</summary>
     public bool HashesOnLanes => _lanes is not null;
+
+    /// <summary>Buffers the lanes hashed in the pump's memory, not copied (for tests).</summary>
+    public int ChunksLent => _lanes?.Lent ?? 0;
 
     /// <summary>MD5 of the whole body, once read to the end.</summary>
     public byte[]? Md5 { get; private set; }
@@ -78,7 +88,11 @@ public sealed class VerifyingStream : Stream
             if (n > 0)
             {
                 Append(destination.Span[..n]);
-                if (_lanes is not null)
+                if (_observed)
+                {
+                    _unobserved.Add(destination[..n]);
+                }
+                else if (_lanes is not null)
                 {
                     await _lanes.AppendAsync(destination[..n]);
                 }
@@ -103,6 +117,24 @@ public sealed class VerifyingStream : Stream
         }
     }
 
+    /// <summary>Only the lanes take chunks (the runtime's MD5 hashes each read inline, with nothing to copy).</summary>
+    public bool ObserveChunks()
+    {
+        _observed = _lanes is not null && _count == 0;
+        return _observed;
+    }
+
+    public async ValueTask ObserveAsync(byte[] buffer, int length, Action release)
+    {
+        if (_done || Failure is not null || _closed != 0)
+        {
+            release(); // the end already hashed it (or the body failed)
+            return;
+        }
+        _unobserved.Clear();
+        await _lanes!.LendAsync(buffer, length, release);
+    }
+
     private void Append(ReadOnlySpan<byte> span)
     {
         _md5?.AppendData(span);
@@ -116,6 +148,11 @@ public sealed class VerifyingStream : Stream
         {
             throw new S3Exception(S3ErrorCode.IncompleteBody, $"You did not provide the number of bytes specified by the Content-Length HTTP header ({_count} of {expected}).");
         }
+        foreach (var piece in _unobserved)
+        {
+            await _lanes!.AppendAsync(piece); // the pump's last chunk, not yet observed: still its buffer
+        }
+        _unobserved.Clear();
         var md5 = _lanes is not null ? await _lanes.FinishAsync() : _md5!.GetHashAndReset();
         if (_checks.ContentMd5 is { } want && !CryptographicOperations.FixedTimeEquals(want, md5))
         {

@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using NanoKv.Core;
 using NanoKv.S3.Payload;
 
 namespace NanoKv.Tests.S3Model;
@@ -71,6 +72,56 @@ public class LaneMd5Tests
         {
             Array.ForEach(streams, s => s.Dispose());
         }
+    }
+
+    [Avx512Fact]
+    public async Task BodiesPumpedToReplicasAreHashedInThePumpsOwnBuffers()
+    {
+        // Whole pump chunks, a chunk and a byte, a partial one, tiny and empty bodies, read in uneven pieces.
+        int[] sizes = [3 * StreamCopier.BufferSize, (3 * StreamCopier.BufferSize) + 1, (1 << 20) + 17, 100, 0, StreamCopier.BufferSize - 64];
+        var bodies = sizes.Select(n => RandomNumberGenerator.GetBytes(n)).ToArray();
+        // Opened first so that every body below counts enough open ones to take the lanes.
+        var others = Enumerable.Range(0, Md5Lanes.MinBodies).Select(_ => new VerifyingStream(Stream.Null, PayloadChecks.None)).ToArray();
+        var streams = bodies.Select(b => new VerifyingStream(new TrickleStream(b), PayloadChecks.None with { ExpectedLength = b.Length })).ToArray();
+        try
+        {
+            Assert.All(streams, s => Assert.True(s.HashesOnLanes));
+            var copies = await Task.WhenAll(streams.Select(PumpToTwoTargetsAsync)).WaitAsync(Timeout);
+            for (var i = 0; i < bodies.Length; i++)
+            {
+                Assert.Equal(Convert.ToHexStringLower(MD5.HashData(bodies[i])), streams[i].Md5Hex);
+                Assert.All(copies[i], copy => Assert.Equal(bodies[i], copy));
+            }
+            // Every whole chunk before the last was hashed where the pump read it (the last one by the end of the body).
+            Assert.Equal(3, streams[0].ChunksLent);
+            Assert.Equal(3, streams[1].ChunksLent);
+        }
+        finally
+        {
+            Array.ForEach(streams, s => s.Dispose());
+            Array.ForEach(others, s => s.Dispose());
+        }
+    }
+
+    private static async Task<byte[][]> PumpToTwoTargetsAsync(VerifyingStream body)
+    {
+        var broadcast = new Broadcast(2, TimeSpan.FromSeconds(30));
+        var targets = Enumerable.Range(0, 2).Select(async i =>
+        {
+            using var sink = new MemoryStream();
+            await broadcast.ContentFor(i, body.Length).CopyToAsync(sink);
+            return sink.ToArray();
+        }).ToArray();
+        var result = await broadcast.PumpAsync(body, long.MaxValue, CancellationToken.None);
+        Assert.True(result.Ok, result.Error?.ToString());
+        return await Task.WhenAll(targets);
+    }
+
+    /// <summary>Returns at most a few KiB per read, as a socket does.</summary>
+    private sealed class TrickleStream(byte[] data) : MemoryStream(data)
+    {
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
+            base.ReadAsync(buffer[..Math.Min(buffer.Length, Random.Shared.Next(1, 9000))], cancellationToken);
     }
 
     /// <summary>Appended in random pieces, as a request body arrives.</summary>
