@@ -24,12 +24,13 @@ var s3Port = new Option<int>("--s3-port") { Description = "S3 port of the launch
 var s3Endpoint = new Option<string?>("--s3-endpoint") { Description = "With --target: the running coordinator's S3 endpoint URL" };
 var accessKey = new Option<string?>("--access-key") { Description = "With --target: S3 access key (default: $AWS_ACCESS_KEY_ID)" };
 var secretKey = new Option<string?>("--secret-key") { Description = "With --target: S3 secret key (default: $AWS_SECRET_ACCESS_KEY)" };
+var rounds = new Option<int>("--rounds") { Description = "With --compare on a launched cluster: rounds of both APIs, each on fresh clusters, the first API alternating; the ratios printed are the rounds' medians", DefaultValueFactory = _ => 1 };
 var cold = new Option<string>("--cold") { Description = "Length of the cold PUT and GET phases right after the launched cluster takes writes (0 = none)", DefaultValueFactory = _ => "5s" };
 
 var root = new RootCommand("nanokv benchmark: PUT, GET and mixed load against a local or running cluster, compared with the disk's own limits")
 {
     volumes, replicas, coordPort, volumePort, concurrency, duration, count, size, target, data, output, noCeilings, warmCache, noVerify, cold,
-    s3, compare, proxyGet, s3Port, s3Endpoint, accessKey, secretKey,
+    s3, compare, proxyGet, s3Port, s3Endpoint, accessKey, secretKey, rounds,
 };
 root.SetAction(async (p, ct) =>
 {
@@ -41,6 +42,10 @@ root.SetAction(async (p, ct) =>
     try
     {
         var bytes = BenchRunner.ParseSize(p.GetValue(size)!);
+        if (p.GetValue(rounds) is var n && (n < 1 || (n > 1 && (!p.GetValue(compare) || p.GetValue(target) is not null))))
+        {
+            throw new FormatException("--rounds takes 1 or more, and more than 1 only with --compare on a launched cluster (not --target)");
+        }
         o = new BenchOptions
         {
             Volumes = p.GetValue(volumes),
@@ -60,6 +65,7 @@ root.SetAction(async (p, ct) =>
             ColdDuration = TimeSpan.FromSeconds(NanoKv.Ops.OpsOptions.ParseDuration(p.GetValue(cold)!)),
             Api = p.GetValue(compare) ? BenchApi.Compare : p.GetValue(s3) ? BenchApi.S3 : BenchApi.Native,
             S3Port = p.GetValue(s3Port),
+            Rounds = p.GetValue(rounds),
             ProxyGet = p.GetValue(proxyGet),
             S3Endpoint = p.GetValue(s3Endpoint),
             AccessKey = p.GetValue(accessKey) ?? Environment.GetEnvironmentVariable("AWS_ACCESS_KEY_ID"),
@@ -102,11 +108,24 @@ static void Print(BenchResult r, BenchOptions o)
     }
     foreach (var ph in r.Phases)
     {
-        t.AddRow(ph.Api, ph.Phase, F(ph.Requests), ph.Failures > 0 ? $"[red]{F(ph.Failures)}[/]" : "0", F(ph.ObjectsPerSec), F(ph.MbPerSec), F(ph.P50Ms), F(ph.P90Ms), F(ph.P99Ms), F(ph.MaxMs),
+        t.AddRow(ph.Round is int round ? $"{ph.Api} r{round}" : ph.Api, ph.Phase, F(ph.Requests), ph.Failures > 0 ? $"[red]{F(ph.Failures)}[/]" : "0", F(ph.ObjectsPerSec), F(ph.MbPerSec), F(ph.P50Ms), F(ph.P90Ms), F(ph.P99Ms), F(ph.MaxMs),
             ph.CpuSecondsPerGib is double cpu ? F(cpu) : "-");
     }
     AnsiConsole.Write(t);
-    if (r.S3VsNative is { Count: > 0 } ratios)
+    if (r.Rounds is { Count: > 1 } rs)
+    {
+        var rt = new Table().Title($"S3 / native per round (fresh clusters each; first API: {string.Join(", ", rs.Select(x => x.First))})");
+        foreach (var col in new[] { "phase" }.Concat(rs.Select(x => $"round {x.Round}")).Append("median"))
+        {
+            rt.AddColumn(new TableColumn(col).RightAligned());
+        }
+        foreach (var m in r.S3VsNative!)
+        {
+            rt.AddRow([m.Phase, .. rs.Select(x => x.Ratios.FirstOrDefault(y => y.Phase == m.Phase) is { } y ? F(y.Ratio) : "-"), F(m.Ratio)]);
+        }
+        AnsiConsole.Write(rt);
+    }
+    else if (r.S3VsNative is { Count: > 0 } ratios)
     {
         var rt = new Table().Title(o.Target is null ? "S3 vs native (a fresh cluster each)" : "S3 vs native (same cluster, phases back to back)");
         foreach (var col in new[] { "phase", "native MB/s", "S3 MB/s", "S3/native" })

@@ -70,20 +70,29 @@ public class BenchSmokeTests
                 DropCaches = false,
                 SkipCeilings = true,
                 ColdDuration = TimeSpan.FromSeconds(1),
+                Rounds = 2,
             };
-            var result = await BenchRunner.RunAsync(o, _ => { }, CancellationToken.None);
+            var log = new List<string>();
+            var result = await BenchRunner.RunAsync(o, line => { lock (log) { log.Add(line); } }, CancellationToken.None);
             // Each front end gets its own cold phases, so S3's start-up (JIT of its code) never lands in a warm phase.
-            Assert.Equal(["native:cold-put", "native:cold-get", "s3:cold-put", "s3:cold-get", "native:put", "s3:put", "native:get", "s3:get", "native:mixed", "s3:mixed"],
-                result.Phases.Select(p => $"{p.Api}:{p.Phase}"));
+            string[] round = ["native:cold-put", "native:cold-get", "s3:cold-put", "s3:cold-get", "native:put", "s3:put", "native:get", "s3:get", "native:mixed", "s3:mixed"];
+            Assert.Equal([.. round.Select(p => "1:" + p), .. round.Select(p => "2:" + p)], result.Phases.Select(p => $"{p.Round}:{p.Api}:{p.Phase}"));
+            // The first API alternates, and each round launched its own clusters in that order.
+            Assert.Equal(["native", "s3"], result.Rounds!.Select(r => r.First));
+            var launches = log.Where(l => l.StartsWith("launching", StringComparison.Ordinal)).Select(l => l.Contains(", S3 on", StringComparison.Ordinal) ? "s3" : "native");
+            Assert.Equal(["native", "s3", "s3", "native"], launches);
             Assert.All(result.Phases, p => Assert.True(p.Failures == 0, $"{p.Api} {p.Phase}: {p.FirstError}"));
-            Assert.Equal(8, result.Phases.Single(p => p.Api == "s3" && p.Phase == "put").Requests);
+            Assert.All(result.Phases.Where(p => p.Api == "s3" && p.Phase == "put"), p => Assert.Equal(8, p.Requests));
             // A launched comparison runs each API on a cluster of its own (the second one's processes are listed apart).
             Assert.Contains(result.PeakRss.Keys, k => k.StartsWith("s3 cluster ", StringComparison.Ordinal));
             Assert.Contains(result.PeakRss.Keys, k => !k.StartsWith("s3 cluster ", StringComparison.Ordinal));
             Assert.Equal(["put", "get", "mixed"], result.S3VsNative!.Select(r => r.Phase));
+            // Two rounds: each printed ratio is the mean of the two (the median of an even count).
+            Assert.All(result.S3VsNative!, m => Assert.Equal((result.Rounds![0].Ratios.Single(r => r.Phase == m.Phase).Ratio + result.Rounds[1].Ratios.Single(r => r.Phase == m.Phase).Ratio) / 2, m.Ratio, 3));
             using var json = JsonDocument.Parse(await File.ReadAllTextAsync(o.OutFile));
             Assert.Equal("Compare", json.RootElement.GetProperty("api").GetString());
             Assert.Equal(3, json.RootElement.GetProperty("s3_vs_native").GetArrayLength());
+            Assert.Equal(2, json.RootElement.GetProperty("rounds").GetArrayLength());
         }
         finally
         {
