@@ -39,6 +39,9 @@ public enum RelayOutcome
 
     /// <summary>The client went away or stopped reading.</summary>
     ClientGone,
+
+    /// <summary>Nothing was sent: the replica's copy failed its hash (the volume reported it); try another replica.</summary>
+    Corrupt,
 }
 
 /// <summary>
@@ -103,7 +106,7 @@ public static partial class SpliceRelay
     }
 
     /// <summary>
-    /// Runs work on a thread of its own with the client's descriptor number. The work writes to it by number;
+    /// Runs work on a blocking thread (<see cref="BlockingThreads"/>) with the client's descriptor number. The work writes to it by number;
     /// Kestrel disposes the socket when the client goes away, and without a reference held here the number is
     /// closed and can be handed to the next accepted connection while the work still writes a body into it.
     /// With the reference the close waits for the work (Dispose shuts the socket down, which ends a pump).
@@ -123,7 +126,7 @@ public static partial class SpliceRelay
         try
         {
             var down = (int)handle.DangerousGetHandle();
-            return await Task.Factory.StartNew(() => work(down), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            return await BlockingThreads.Run(() => work(down));
         }
         finally
         {

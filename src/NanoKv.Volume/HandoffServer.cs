@@ -1,6 +1,10 @@
+using System.Buffers;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
 using Microsoft.Extensions.Logging;
 using NanoKv.Core;
+using NanoKv.Core.Hashing;
 
 namespace NanoKv.Volume;
 
@@ -19,6 +23,12 @@ public sealed class HandoffServer : IAsyncDisposable
     // sun_path holds 108 bytes with its terminator; a longer path cannot be bound.
     private const int MaxPath = 107;
     private const int MaxConcurrent = 64;
+
+    /// <summary>First reads up to this size are read and verified whole in memory (64 at once: at most 512 MiB).</summary>
+    public const long BufferedMaxBytes = 8 << 20;
+
+    // Not the shared pool: its per-thread caches would leave each buffer behind on the thread that returned it.
+    private static readonly ArrayPool<byte> Buffers = ArrayPool<byte>.Create((int)BufferedMaxBytes, 16);
     private static readonly TimeSpan IdleTimeout = TimeSpan.FromSeconds(60);
     private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(5);
 
@@ -106,11 +116,11 @@ public sealed class HandoffServer : IAsyncDisposable
                 conn.Dispose();
                 continue;
             }
-            _ = Task.Factory.StartNew(() => Serve(conn), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            _ = BlockingThreads.Run(() => Serve(conn));
         }
     }
 
-    /// <summary>One handoff on a thread of its own (the sends wait in poll, as the coordinator's relay does).</summary>
+    /// <summary>One handoff on a blocking thread (the sends wait in poll, as the coordinator's relay does).</summary>
     private void Serve(Socket conn)
     {
         var client = -1;
@@ -167,11 +177,13 @@ public sealed class HandoffServer : IAsyncDisposable
         {
             return (RelayOutcome.NotStarted, "not this version here");
         }
-        // Only a blob verified before: a first read (hash as it goes) stays with the read port, which pins it.
+        // A blob verified before goes out from its pin. A first read of a small one is read and verified whole
+        // before the first byte (a bad copy is declined, and the coordinator tries another replica); a first read
+        // of a larger one stays with the read port, which hashes as it goes and pins it.
         using var lease = volume.Pins.TryAcquire(path, allowLoose: true);
         if (lease is null)
         {
-            return (RelayOutcome.NotStarted, "not verified and pinned here");
+            return r.Size <= BufferedMaxBytes ? SendVerifiedCopy(client, r, path) : (RelayOutcome.NotStarted, "not verified and pinned here");
         }
         if (lease.Pin.Stamp.MtimeNs / 1000 != r.Version || lease.Length != r.Size || !VerifiedPins.Intact(lease))
         {
@@ -184,6 +196,93 @@ public sealed class HandoffServer : IAsyncDisposable
             volume.Metrics.BytesOut.WithLabels("sendfile").Inc(lease.Length);
         }
         return (outcome, why);
+    }
+
+    /// <summary>
+    /// A first read of a blob up to <see cref="BufferedMaxBytes"/>: the file read into memory and hashed whole,
+    /// then head and body sent. Nothing goes out unless the bytes match the committed BLAKE3.
+    /// </summary>
+    private (RelayOutcome, string?) SendVerifiedCopy(int client, HandoffRequest r, string path)
+    {
+        SafeFileHandle file;
+        try
+        {
+            file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return (RelayOutcome.NotStarted, "not this version here");
+        }
+        var buffer = Buffers.Rent((int)r.Size);
+        try
+        {
+            using (file)
+            {
+                if (!VerifiedPins.Stamp.OfHandle(file, out var stamp) || stamp.MtimeNs / 1000 != r.Version || stamp.Size != r.Size)
+                {
+                    return (RelayOutcome.NotStarted, "not this version here");
+                }
+                var body = buffer.AsSpan(0, (int)r.Size);
+                for (var at = 0; at < body.Length;)
+                {
+                    var n = RandomAccess.Read(file, body[at..], at);
+                    if (n <= 0)
+                    {
+                        return (RelayOutcome.NotStarted, "the blob ended early");
+                    }
+                    at += n;
+                }
+                using var hasher = ContentHasher.New();
+                hasher.Update(body);
+                if (!string.Equals(hasher.FinalizeHex(), r.Etag, StringComparison.OrdinalIgnoreCase))
+                {
+                    _ = _volume.OnCorruptReadAsync(r.Key, $"read data hashes differently from the stored BLAKE3 {r.Etag}");
+                    return (RelayOutcome.Corrupt, "this replica's copy fails its BLAKE3");
+                }
+            }
+            var (outcome, why) = SendBytes(client, r.Head, buffer.AsSpan(0, (int)r.Size));
+            if (outcome == RelayOutcome.Sent)
+            {
+                _volume.Metrics.SendfileReads.WithLabels("handoff-verified").Inc();
+                _volume.Metrics.BytesOut.WithLabels("sendfile").Inc(r.Size);
+            }
+            return (outcome, why);
+        }
+        finally
+        {
+            Buffers.Return(buffer);
+        }
+    }
+
+    /// <summary>Head and body from memory, corked into full segments.</summary>
+    private static (RelayOutcome, string?) SendBytes(int client, byte[] head, ReadOnlySpan<byte> body)
+    {
+        var waitMs = (int)IdleTimeout.TotalMilliseconds;
+        _ = SocketNative.Cork(client, true);
+        try
+        {
+            for (var part = 0; part < 2; part++)
+            {
+                var bytes = part == 0 ? head : body;
+                for (var at = 0; at < bytes.Length;)
+                {
+                    var n = SocketNative.send(client, ref MemoryMarshal.GetReference(bytes[at..]), (nuint)(bytes.Length - at), SocketNative.MSG_NOSIGNAL | SocketNative.MSG_DONTWAIT);
+                    if (n > 0)
+                    {
+                        at += (int)n;
+                    }
+                    else if (SocketNative.WaitReady(client, SocketNative.POLLOUT, waitMs) is { } error)
+                    {
+                        return (RelayOutcome.ClientGone, error);
+                    }
+                }
+            }
+            return (RelayOutcome.Sent, null);
+        }
+        finally
+        {
+            _ = SocketNative.Cork(client, false);
+        }
     }
 
     /// <summary>

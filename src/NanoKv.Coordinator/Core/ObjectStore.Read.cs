@@ -55,10 +55,17 @@ public sealed partial class ObjectStore
         {
             // Sizes first: taking the raw response checks the connection's socket (two system calls).
             var raw = range is null && plan.Meta.Size >= Math.Min(SocketHandoff.MinBytes, SpliceRelay.MinBytes) ? sink.Raw : null;
-            if (raw is not null && c.HandoffSocket is { } socketPath && plan.Meta.Size >= SocketHandoff.MinBytes
-                && await TryHandOffAsync(socketPath, plan, sink, raw))
+            if (raw is not null && c.HandoffSocket is { } socketPath && plan.Meta.Size >= SocketHandoff.MinBytes)
             {
-                return null;
+                var handed = await TryHandOffAsync(socketPath, plan, sink, raw);
+                if (handed == RelayOutcome.Corrupt)
+                {
+                    continue; // nothing sent; the volume reported its bad copy (reads try it last from now on)
+                }
+                if (handed != RelayOutcome.NotStarted)
+                {
+                    return null;
+                }
             }
             if (raw is not null && plan.Meta.Size >= SpliceRelay.MinBytes && c.ReadUrl is { } readUrl
                 && await TryRelayRawAsync(readUrl, plan, sink, raw, ct))
@@ -133,11 +140,12 @@ public sealed partial class ObjectStore
     /// A full read handed to the replica on this host (<see cref="SocketHandoff"/>): true when the response went
     /// out (whole, or cut); false when the volume declined before the first byte and the read should be relayed.
     /// </summary>
-    private async Task<bool> TryHandOffAsync(string socketPath, ReadPlan plan, IObjectSink sink, IRawResponse raw)
+    private async Task<RelayOutcome> TryHandOffAsync(string socketPath, ReadPlan plan, IObjectSink sink, IRawResponse raw)
     {
         sink.Begin(200, plan.Meta.Size, null);
         var (outcome, error) = await SocketHandoff.HandOffAsync(socketPath, ClusterSecret, plan.Key, plan.Meta.Version, plan.Meta.Etag, plan.Meta.Size, raw);
-        return Finish(Metrics.ReadHandoffs, "handed to " + socketPath, outcome, error, plan, raw);
+        _ = Finish(Metrics.ReadHandoffs, "handed to " + socketPath, outcome, error, plan, raw);
+        return outcome;
     }
 
     /// <summary>
@@ -163,9 +171,10 @@ public sealed partial class ObjectStore
             RelayOutcome.Sent => "sent",
             RelayOutcome.SourceCut => "source_cut",
             RelayOutcome.ClientGone => "client_gone",
+            RelayOutcome.Corrupt => "corrupt",
             _ => "declined",
         }).Inc();
-        if (outcome == RelayOutcome.NotStarted)
+        if (outcome is RelayOutcome.NotStarted or RelayOutcome.Corrupt)
         {
             logger.LogDebug("proxy GET of {Key} not {How}: {Reason}", KeyCodec.Display(plan.Key), how, error);
             return false;

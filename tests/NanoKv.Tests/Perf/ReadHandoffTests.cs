@@ -11,9 +11,10 @@ namespace NanoKv.Tests.Perf;
 
 /// <summary>
 /// Full proxied reads (S3 GET, ?proxy=1) of blobs from SocketHandoff.MinBytes are handed to a replica on the
-/// coordinator's host: the volume gets the client's connection and sends head and body itself from its
-/// verified pin. The client sees the relay's head and the exact bytes; what the volume cannot serve from a
-/// verified pin it declines before the first byte, and the read is relayed.
+/// coordinator's host: the volume gets the client's connection and sends head and body itself, from its verified
+/// pin, or (a first read up to HandoffServer.BufferedMaxBytes) from memory after checking the whole blob. The
+/// client sees the relay's head and the exact bytes; what the volume cannot serve that way it declines before the
+/// first byte, and the read is relayed (or, a bad copy, read from the next replica).
 /// </summary>
 public class ReadHandoffTests
 {
@@ -23,7 +24,7 @@ public class ReadHandoffTests
     public async Task AFullProxyReadIsHandedToTheVolumeWhichSendsItFromItsVerifiedPin()
     {
         await using var c = await TestCluster.StartAsync(volumes: 3, replicas: 3);
-        var data = RandomNumberGenerator.GetBytes((int)SocketHandoff.MinBytes + 11);
+        var data = RandomNumberGenerator.GetBytes((int)CommitPins.From + 11); // pinned on commit
         (await c.Client.PutAsync($"{c.Url}/big", new ByteArrayContent(data))).EnsureSuccessStatusCode();
         (await c.Client.PutAsync($"{c.Url}/small", new ByteArrayContent(new byte[1000]))).EnsureSuccessStatusCode();
         var first = await FirstChoiceAsync(c, "big");
@@ -60,7 +61,7 @@ public class ReadHandoffTests
     public async Task ABlobNotVerifiedYetIsDeclinedAndRelayedThenHandedOffOnceTheReadPortPinnedIt()
     {
         await using var c = await TestCluster.StartAsync(volumes: 3, replicas: 3, configureVolume: o => o with { PinOnCommit = false });
-        var data = RandomNumberGenerator.GetBytes((int)SocketHandoff.MinBytes + 3);
+        var data = RandomNumberGenerator.GetBytes((int)HandoffServer.BufferedMaxBytes + 3); // too large to check in memory
         (await c.Client.PutAsync($"{c.Url}/fresh", new ByteArrayContent(data))).EnsureSuccessStatusCode();
         var first = await FirstChoiceAsync(c, "fresh");
         var metrics = c.Coordinator.Objects.Metrics;
@@ -87,6 +88,34 @@ public class ReadHandoffTests
         Assert.Equal(1, first.Metrics.SendfileReads.WithLabels("handoff").Value);
     }
 
+    [Fact]
+    public async Task AFirstReadOfASmallerBlobIsCheckedWholeByTheVolumeAndABadCopyIsSkippedBeforeTheFirstByte()
+    {
+        await using var c = await TestCluster.StartAsync(volumes: 0, replicas: 3);
+        for (var i = 0; i < 3; i++)
+        {
+            await c.AddVolumeAsync(); // joined, so a volume can report the bad copy it finds
+        }
+        var data = RandomNumberGenerator.GetBytes((int)SocketHandoff.MinBytes + 5);
+        (await c.Client.PutAsync($"{c.Url}/mid", new ByteArrayContent(data))).EnsureSuccessStatusCode();
+        var first = await FirstChoiceAsync(c, "mid");
+        var metrics = c.Coordinator.Objects.Metrics;
+
+        // Below the commit-pin size and never read: not pinned, yet handed off; the volume sent it from memory.
+        Assert.Equal(0, first.Metrics.CommitPins.WithLabels("pinned").Value);
+        Assert.Equal(data, await c.Client.GetByteArrayAsync($"{c.Url}/mid?proxy=1").WaitAsync(Timeout));
+        await TestCluster.WaitUntilAsync(() => metrics.ReadHandoffs.WithLabels("sent").Value == 1, Timeout, "the read was handed off");
+        Assert.Equal(1, first.Metrics.SendfileReads.WithLabels("handoff-verified").Value);
+        Assert.Equal(0, metrics.SpliceRelays.WithLabels("sent").Value);
+
+        // A bad copy there: found before the first byte, declined, and the next replica serves the same read whole.
+        Ops.OpsTests.FlipByte(first.Store.BlobPath(Encoding.UTF8.GetBytes("mid")));
+        Assert.Equal(data, await c.Client.GetByteArrayAsync($"{c.Url}/mid?proxy=1").WaitAsync(Timeout));
+        Assert.Equal(1, metrics.ReadHandoffs.WithLabels("corrupt").Value);
+        Assert.Equal(1, first.Metrics.Quarantines.Value); // out of blobs/: verify sees it missing, repair re-copies it
+        await TestCluster.WaitUntilAsync(() => metrics.CorruptReports.Value == 1, Timeout, "the volume reported its bad copy");
+    }
+
     /// <summary>
     /// A handed-off response keeps its connection: Kestrel answers the request with a stand-in that the
     /// connection's ResponseGate drops, and the next request on the same connection is answered in order, whether
@@ -96,7 +125,7 @@ public class ReadHandoffTests
     public async Task AHandedOffResponseKeepsTheConnectionForTheNextRequests()
     {
         await using var c = await TestCluster.StartAsync(volumes: 3, replicas: 3);
-        var big = RandomNumberGenerator.GetBytes((int)SocketHandoff.MinBytes + 7);
+        var big = RandomNumberGenerator.GetBytes((int)CommitPins.From + 7);
         var mid = RandomNumberGenerator.GetBytes((int)SocketHandoff.MinBytes - 4096); // relayed through Kestrel
         (await c.Client.PutAsync($"{c.Url}/big", new ByteArrayContent(big))).EnsureSuccessStatusCode();
         (await c.Client.PutAsync($"{c.Url}/mid", new ByteArrayContent(mid))).EnsureSuccessStatusCode();

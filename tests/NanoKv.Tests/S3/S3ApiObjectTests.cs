@@ -88,7 +88,7 @@ public sealed class S3ApiObjectTests(S3ClusterFixture fx) : IClassFixture<S3Clus
         var pinnedBefore = Pinned();
         var handed = fx.Cluster.Coordinator.Objects.Metrics.ReadHandoffs.WithLabels("sent");
         var handedBefore = handed.Value;
-        var data = AwsChunkedStreamTests.RandomBytes((int)Core.SocketHandoff.MinBytes + 1234);
+        var data = AwsChunkedStreamTests.RandomBytes((int)NanoKv.Volume.CommitPins.From + 1234); // pinned on commit
         var put = new PutObjectRequest { BucketName = bucket, Key = "big.bin", InputStream = new MemoryStream(data), ContentType = "application/x-big" };
         put.Metadata.Add("color", "green");
         await s3.PutObjectAsync(put);
