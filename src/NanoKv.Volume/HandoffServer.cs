@@ -1,8 +1,8 @@
 using System.Buffers;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
-using Microsoft.Win32.SafeHandles;
 using Microsoft.Extensions.Logging;
+using Microsoft.Win32.SafeHandles;
 using NanoKv.Core;
 using NanoKv.Core.Hashing;
 
