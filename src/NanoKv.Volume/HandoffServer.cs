@@ -13,7 +13,9 @@ namespace NanoKv.Volume;
 /// host passes a client's connection with the response head of a full read. A blob this volume holds verified
 /// and pinned (or verified and wholly mapped) in the committed version, etag and size is sent straight into the
 /// client's socket with sendfile — the read port's path for native GETs — the last chunk only after the pages
-/// are checked unchanged. Anything else is declined before the first byte, and the coordinator relays instead.
+/// are checked unchanged. A first read is checked whole before the first byte (pinned when its pages are cached,
+/// else read into memory up to <see cref="BufferedMaxBytes"/>): a bad copy answers Corrupt and the coordinator
+/// reads another replica. Anything else is declined before the first byte, and the coordinator relays instead.
 /// </summary>
 public sealed class HandoffServer : IAsyncDisposable
 {
@@ -177,22 +179,44 @@ public sealed class HandoffServer : IAsyncDisposable
         {
             return (RelayOutcome.NotStarted, "not this version here");
         }
-        // A blob verified before goes out from its pin. A first read of a small one is read and verified whole
-        // before the first byte (a bad copy is declined, and the coordinator tries another replica); a first read
-        // of a larger one stays with the read port, which hashes as it goes and pins it.
-        using var lease = volume.Pins.TryAcquire(path, allowLoose: true);
+        // A blob verified before goes out from its pin. A first read pins the blob when its pages are cached, or
+        // (up to BufferedMaxBytes) reads it into memory, and checks it whole before the first byte: a bad copy is
+        // declined and the coordinator reads another replica. A larger first read not cached stays with the read
+        // port, which hashes as it goes (and pins it).
+        var verified = true;
+        var lease = volume.Pins.TryAcquire(path, allowLoose: true);
+        if (lease is null)
+        {
+            verified = false;
+            lease = volume.Pins.TryPin(path);
+        }
         if (lease is null)
         {
             return r.Size <= BufferedMaxBytes ? SendVerifiedCopy(client, r, path) : (RelayOutcome.NotStarted, "not verified and pinned here");
         }
+        using var held = lease;
         if (lease.Pin.Stamp.MtimeNs / 1000 != r.Version || lease.Length != r.Size || !VerifiedPins.Intact(lease))
         {
             return (RelayOutcome.NotStarted, "not this version here");
         }
+        if (!verified)
+        {
+            using var hasher = ContentHasher.New();
+            for (long at = 0; at < lease.Length; at += SendfileServer.Chunk)
+            {
+                hasher.Update(lease.Slice(at, (int)Math.Min(SendfileServer.Chunk, lease.Length - at)));
+            }
+            if (!string.Equals(hasher.FinalizeHex(), r.Etag, StringComparison.OrdinalIgnoreCase))
+            {
+                _ = volume.OnCorruptReadAsync(r.Key, $"pinned data hashes differently from the stored BLAKE3 {r.Etag}");
+                return (RelayOutcome.Corrupt, "this replica's copy fails its BLAKE3");
+            }
+            volume.Pins.Commit(lease); // verified: later reads send from the pin without hashing
+        }
         var (outcome, why) = Send(client, r.Head, (int)lease.Handle.DangerousGetHandle(), lease.Length, () => VerifiedPins.Intact(lease));
         if (outcome == RelayOutcome.Sent)
         {
-            volume.Metrics.SendfileReads.WithLabels("handoff").Inc();
+            volume.Metrics.SendfileReads.WithLabels(verified ? "handoff" : "handoff-verified").Inc();
             volume.Metrics.BytesOut.WithLabels("sendfile").Inc(lease.Length);
         }
         return (outcome, why);

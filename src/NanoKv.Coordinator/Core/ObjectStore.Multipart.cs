@@ -11,7 +11,7 @@ public sealed record PartPut(string Bucket, string UploadId, int PartNumber, Str
     /// <summary>The part's MD5 (hex), asked for once the body has been read.</summary>
     public required Func<string> Md5 { get; init; }
 
-    public Func<CopyResult, StoreError?>? BeforeCommit { get; init; }
+    public Func<CopyResult, ValueTask<StoreError?>>? BeforeCommit { get; init; }
 
     /// <summary>The part's verified x-amz-checksum-* as (header name, base64 value), asked for once the body has been read.</summary>
     public Func<(string Name, string Value)?>? Checksum { get; init; }

@@ -19,7 +19,7 @@ public sealed record ObjectPut(string Bucket, byte[] Key, Stream Body, long? Len
     public required Func<string> Etag { get; init; }
 
     /// <summary>Checks before commit (Content-MD5, checksums); an error aborts the write.</summary>
-    public Func<CopyResult, StoreError?>? BeforeCommit { get; init; }
+    public Func<CopyResult, ValueTask<StoreError?>>? BeforeCommit { get; init; }
 
     /// <summary>The client's verified x-amz-checksum-* (header name, value), asked for once the body has been read (it may come in a trailer).</summary>
     public Func<(string Name, string Value)?>? Checksum { get; init; }

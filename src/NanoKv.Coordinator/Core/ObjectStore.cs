@@ -50,7 +50,7 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
         {
             return failure;
         }
-        if (request.BeforeCommit?.Invoke(copy) is StoreError refused)
+        if (request.BeforeCommit is { } check && await check(copy) is { } refused)
         {
             return refused;
         }

@@ -119,9 +119,9 @@ public sealed record PutRequest(byte[] Key, Stream Body, long? Length)
 
     /// <summary>
     /// Runs when every replica holds the bytes and before anything is committed: the front end checks what
-    /// only it knows (e.g. an S3 Content-MD5); an error aborts the write.
+    /// only it knows (the S3 MD5 against Content-MD5, finished while the volumes synced); an error aborts the write.
     /// </summary>
-    public Func<CopyResult, StoreError?>? BeforeCommit { get; init; }
+    public Func<CopyResult, ValueTask<StoreError?>>? BeforeCommit { get; init; }
 }
 
 /// <summary>Where a committed object can be read: its metadata and the replicas to try, best first.</summary>

@@ -4,16 +4,21 @@ namespace NanoKv.S3.Payload;
 
 /// <summary>
 /// One body's MD5 computed by <see cref="Md5Lanes"/>: appended bytes are copied into a staging buffer, and
-/// each full buffer is hashed on the lanes thread while the next one fills (one in flight per body, so
-/// its blocks are stepped in order).
+/// each full buffer is hashed on the lanes thread while the next one fills; a pump's chunks are lent instead
+/// (<see cref="LendAsync"/>), up to four queued at once. The body's jobs form one chain, stepped in order.
 /// </summary>
 public sealed class LaneMd5 : IDisposable
 {
-    private readonly uint[] _state = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476];
+    // Lent buffers queued at once per body: chunks that arrive together need not wait for each other, and the
+    // pump's memory held for hashing stays bounded.
+    private const int MaxLent = 4;
+
+    private readonly Md5Lanes.Chain _chain = new([0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476]);
+    private readonly Queue<Md5Lanes.Job> _lent = new();
     private byte[] _fill = Md5Lanes.RentBuffer();
     private int _filled;
     private long _length;
-    private Task? _inFlight;
+    private Md5Lanes.Job? _inFlight; // the last job queued (the chain steps them in order)
     private byte[]? _inFlightBuffer;
     private bool _finished;
 
@@ -68,15 +73,21 @@ public sealed class LaneMd5 : IDisposable
             }
             return;
         }
-        if (_inFlight is not null)
+        while (_lent.TryPeek(out var oldest) && (oldest.Done.Task.IsCompleted || _lent.Count >= MaxLent))
         {
-            await _inFlight;
+            _ = _lent.Dequeue();
+            if (!oldest.Done.Task.IsCompleted)
+            {
+                Md5Lanes.Hurry(_chain);
+                await oldest.Done.Task;
+            }
         }
         _length += length;
         Lent++;
-        var job = Md5Lanes.Submit(_state, buffer, length / 64);
+        var job = Md5Lanes.Submit(_chain, buffer, length / 64);
+        _lent.Enqueue(job);
         _inFlight = job;
-        _ = job.ContinueWith(_ => release(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        _ = job.Done.Task.ContinueWith(_ => release(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     /// <summary>Buffers hashed in place (<see cref="LendAsync"/>), not copied.</summary>
@@ -85,15 +96,37 @@ public sealed class LaneMd5 : IDisposable
     /// <summary>Queues the whole blocks filled so far; the tail (under 64 bytes) moves to the next buffer.</summary>
     private async ValueTask QueueAsync()
     {
-        if (_inFlight is not null)
-        {
-            await _inFlight;
-        }
+        await InFlightDoneAsync();
         var next = _inFlightBuffer ?? Md5Lanes.RentBuffer();
         var whole = _filled / 64 * 64;
         _fill.AsSpan(whole, _filled - whole).CopyTo(next);
-        _inFlight = whole > 0 ? Md5Lanes.Submit(_state, _fill, whole / 64) : null;
+        _inFlight = whole > 0 ? Md5Lanes.Submit(_chain, _fill, whole / 64) : null;
         (_inFlightBuffer, _fill, _filled) = (_fill, next, _filled - whole);
+    }
+
+    /// <summary>
+    /// Waits for the body's queued blocks, first telling the lanes not to hold them back for company: a job waits
+    /// for more lanes to fill only while nobody waits for it (its body is still receiving the next buffer).
+    /// </summary>
+    private async ValueTask InFlightDoneAsync()
+    {
+        if (_inFlight is { } job)
+        {
+            if (!job.Done.Task.IsCompleted)
+            {
+                Md5Lanes.Hurry(_chain);
+                await job.Done.Task;
+            }
+        }
+    }
+
+    /// <summary>The body is ending: its queued blocks go at once (the end reads the digest right after).</summary>
+    public void Hurry()
+    {
+        if (_inFlight is { Done.Task.IsCompleted: false })
+        {
+            Md5Lanes.Hurry(_chain);
+        }
     }
 
     /// <summary>Pads, waits for the last blocks and returns the 16-byte digest.</summary>
@@ -105,15 +138,12 @@ public sealed class LaneMd5 : IDisposable
         BinaryPrimitives.WriteUInt64LittleEndian(pad.AsSpan(pad.Length - 8), bits);
         await AppendAsync(pad);
         await QueueAsync();
-        if (_inFlight is not null)
-        {
-            await _inFlight;
-            _inFlight = null;
-        }
+        await InFlightDoneAsync();
+        _inFlight = null;
         var digest = new byte[16];
         for (var w = 0; w < 4; w++)
         {
-            BinaryPrimitives.WriteUInt32LittleEndian(digest.AsSpan(w * 4), _state[w]);
+            BinaryPrimitives.WriteUInt32LittleEndian(digest.AsSpan(w * 4), _chain.State[w]);
         }
         Dispose();
         return digest;
@@ -130,7 +160,7 @@ public sealed class LaneMd5 : IDisposable
         if (_inFlightBuffer is { } busy)
         {
             // The lanes thread may still read it: back to the pool only once its blocks are done.
-            if (_inFlight is { IsCompleted: false } pending)
+            if (_inFlight?.Done.Task is { IsCompleted: false } pending)
             {
                 _ = pending.ContinueWith(_ => Md5Lanes.ReturnBuffer(busy), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
             }

@@ -24,15 +24,20 @@ public sealed class VerifyingStream : Stream, IChunkObserver
     // buffer; only the end of the body hashes these itself, the chunk that holds them comes after.
     private bool _observed;
     private readonly List<ReadOnlyMemory<byte>> _unobserved = [];
+    private readonly bool _deferMd5;
     private readonly IncrementalHash? _sha256;
     private readonly S3Checksum? _checksum;
     private long _count;
     private bool _done;
 
-    public VerifyingStream(Stream inner, PayloadChecks checks)
+    /// <param name="deferMd5">The end of the body leaves the MD5 (and its Content-MD5 check) to <see cref="CompleteAsync"/>,
+    /// which the writer calls before it commits: the lanes can then step the last blocks together with other bodies'
+    /// while the volumes sync, instead of at once for this body alone.</param>
+    public VerifyingStream(Stream inner, PayloadChecks checks, bool deferMd5 = false)
     {
         _inner = inner;
         _checks = checks;
+        _deferMd5 = deferMd5;
         _sha256 = checks.Sha256Hex is not null ? IncrementalHash.CreateHash(HashAlgorithmName.SHA256) : null;
         _checksum = checks.Checksum is { } a ? S3Checksum.Create(a) : null;
         var open = Interlocked.Increment(ref _open);
@@ -46,7 +51,7 @@ public sealed class VerifyingStream : Stream, IChunkObserver
     /// <summary>Buffers the lanes hashed in the pump's memory, not copied (for tests).</summary>
     public int ChunksLent => _lanes?.Lent ?? 0;
 
-    /// <summary>MD5 of the whole body, once read to the end.</summary>
+    /// <summary>MD5 of the whole body, once read to the end (deferred: once <see cref="CompleteAsync"/> succeeded).</summary>
     public byte[]? Md5 { get; private set; }
 
     /// <summary>Hex MD5 (unquoted), once read to the end.</summary>
@@ -150,14 +155,10 @@ public sealed class VerifyingStream : Stream, IChunkObserver
         }
         foreach (var piece in _unobserved)
         {
-            await _lanes!.AppendAsync(piece); // the pump's last chunk, not yet observed: still its buffer
+            _lanes!.Hurry(); // only if copying this piece must wait for the body's queued blocks
+            await _lanes.AppendAsync(piece); // the pump's last chunk, not yet observed: still its buffer, so copied now
         }
         _unobserved.Clear();
-        var md5 = _lanes is not null ? await _lanes.FinishAsync() : _md5!.GetHashAndReset();
-        if (_checks.ContentMd5 is { } want && !CryptographicOperations.FixedTimeEquals(want, md5))
-        {
-            throw new S3Exception(S3ErrorCode.BadDigest, "The Content-MD5 you specified did not match what we received.");
-        }
         if (_sha256 is not null && Convert.ToHexStringLower(_sha256.GetHashAndReset()) != _checks.Sha256Hex)
         {
             throw new S3Exception(S3ErrorCode.XAmzContentSHA256Mismatch, "The provided 'x-amz-content-sha256' header does not match what was computed.");
@@ -166,8 +167,48 @@ public sealed class VerifyingStream : Stream, IChunkObserver
         {
             throw AwsChunkedStream.ChecksumMismatch(_checksum.Algorithm);
         }
-        Md5 = md5;
         _done = true;
+        if (!_deferMd5)
+        {
+            await FinishMd5Async();
+        }
+    }
+
+    /// <summary>
+    /// The MD5 of a body read to its end, checked against Content-MD5: null when it matches (<see cref="Md5"/> is
+    /// then set), else the BadDigest error (also kept as <see cref="Failure"/>).
+    /// </summary>
+    public async ValueTask<S3Exception?> CompleteAsync()
+    {
+        if (!_done)
+        {
+            return Failure ?? new S3Exception(S3ErrorCode.IncompleteBody, "The request body was not read to its end.");
+        }
+        try
+        {
+            await FinishMd5Async();
+            return null;
+        }
+        catch (S3Exception e)
+        {
+            Failure ??= e;
+            return e;
+        }
+    }
+
+    private async ValueTask FinishMd5Async()
+    {
+        if (Md5 is not null)
+        {
+            return;
+        }
+        _lanes?.Hurry(); // the digest is wanted now
+        var md5 = _lanes is not null ? await _lanes.FinishAsync() : _md5!.GetHashAndReset();
+        if (_checks.ContentMd5 is { } want && !CryptographicOperations.FixedTimeEquals(want, md5))
+        {
+            throw new S3Exception(S3ErrorCode.BadDigest, "The Content-MD5 you specified did not match what we received.");
+        }
+        Md5 = md5;
     }
 
     public override void Flush() { }

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using NanoKv.Core;
+using NanoKv.S3;
 using NanoKv.S3.Payload;
 
 namespace NanoKv.Tests.S3Model;
@@ -95,6 +96,39 @@ public class LaneMd5Tests
             // Every whole chunk before the last was hashed where the pump read it (the last one by the end of the body).
             Assert.Equal(3, streams[0].ChunksLent);
             Assert.Equal(3, streams[1].ChunksLent);
+        }
+        finally
+        {
+            Array.ForEach(streams, s => s.Dispose());
+            Array.ForEach(others, s => s.Dispose());
+        }
+    }
+
+    [Avx512Fact]
+    public async Task ADeferredMd5IsCheckedAgainstContentMd5WhenTheWriterAsksBeforeCommitting()
+    {
+        var others = Enumerable.Range(0, Md5Lanes.MinBodies).Select(_ => new VerifyingStream(Stream.Null, PayloadChecks.None)).ToArray();
+        var bodies = Enumerable.Range(0, 4).Select(i => RandomNumberGenerator.GetBytes((i + 1) * StreamCopier.BufferSize + i)).ToArray();
+        // The last one claims another body's Content-MD5.
+        var streams = bodies.Select((b, i) => new VerifyingStream(new TrickleStream(b), PayloadChecks.None with
+        {
+            ExpectedLength = b.Length,
+            ContentMd5 = MD5.HashData(bodies[i == 3 ? 0 : i]),
+        }, deferMd5: true)).ToArray();
+        try
+        {
+            Assert.All(streams, s => Assert.True(s.HashesOnLanes));
+            await Task.WhenAll(streams.Select(PumpToTwoTargetsAsync)).WaitAsync(Timeout);
+            Assert.All(streams, s => Assert.Null(s.Md5)); // not finished by the end of the body
+            var errors = await Task.WhenAll(streams.Select(s => s.CompleteAsync().AsTask())).WaitAsync(Timeout);
+            for (var i = 0; i < 3; i++)
+            {
+                Assert.Null(errors[i]);
+                Assert.Equal(Convert.ToHexStringLower(MD5.HashData(bodies[i])), streams[i].Md5Hex);
+            }
+            Assert.Equal(S3ErrorCode.BadDigest, errors[3]?.Code);
+            Assert.Same(errors[3], streams[3].Failure);
+            Assert.Null(streams[3].Md5);
         }
         finally
         {

@@ -1,4 +1,5 @@
 using System.Globalization;
+using NanoKv.Coordinator.Core;
 using NanoKv.Core;
 using NanoKv.S3;
 using NanoKv.S3.Checksums;
@@ -37,7 +38,17 @@ public sealed class S3Body : IAsyncDisposable
     /// <summary>The verified checksum (header or trailer) to echo back, if the client sent one.</summary>
     public (ChecksumAlgorithm Algorithm, string Value)? Checksum => Chunked?.TrailerChecksum ?? Verifying.Checksum;
 
-    public static S3Body Open(S3Context s3)
+    /// <summary>
+    /// The store's last check before it commits: the MD5, finished then (the body was opened with deferMd5), against
+    /// Content-MD5. A mismatch aborts the write, and the error names BadDigest through <see cref="Verifying"/>.
+    /// </summary>
+    public async ValueTask<StoreError?> BeforeCommitAsync(CopyResult _) =>
+        await Verifying.CompleteAsync() is { } e ? new StoreError(StoreErrorKind.InvalidBody, e.Message) : null;
+
+    /// <param name="s3">The request.</param>
+    /// <param name="deferMd5">For a body the store writes: its MD5 finishes in <see cref="BeforeCommitAsync"/>, which the
+    /// caller must pass to the store; other bodies (XML) check their Content-MD5 as their end is read.</param>
+    public static S3Body Open(S3Context s3, bool deferMd5 = false)
     {
         ServerHost.AllowLargeBody(s3.Http);
         var auth = s3.Auth;
@@ -66,7 +77,7 @@ public sealed class S3Body : IAsyncDisposable
             throw new S3Exception(S3ErrorCode.EntityTooLarge, $"Your proposed upload exceeds the maximum allowed object size ({ServerHost.MaxObjectBytes} bytes).");
         }
         var checks = PayloadChecks.FromHeaders(s3.Header, auth, length);
-        var verifying = new VerifyingStream(raw, checks);
+        var verifying = new VerifyingStream(raw, checks, deferMd5);
         return new S3Body(verifying, verifying, chunked, length);
     }
 

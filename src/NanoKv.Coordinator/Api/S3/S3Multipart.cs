@@ -92,10 +92,11 @@ public sealed class S3Multipart(ObjectStore store, ILogger logger)
             throw new S3Exception(S3ErrorCode.InvalidRequest,
                 $"The upload was created with checksum algorithm {ChecksumAlgorithms.UpperName(required)}; this part {(announced is { } other ? "uses " + ChecksumAlgorithms.UpperName(other) : "has no checksum")}.");
         }
-        await using var body = S3Body.Open(s3);
+        await using var body = S3Body.Open(s3, deferMd5: true);
         var part = await store.UploadPartAsync(
             new PartPut(s3.Bucket, upload.UploadId, number, body.Stream, body.Length)
             {
+                BeforeCommit = body.BeforeCommitAsync,
                 Md5 = () => body.Md5Hex,
                 Checksum = () => body.Checksum is { } c ? (ChecksumAlgorithms.HeaderName(c.Algorithm), c.Value) : null,
             },

@@ -17,9 +17,10 @@ public sealed class S3Objects(ObjectStore store, ILogger logger)
     {
         var attributes = S3Attributes.FromRequest(s3);
         var (condition, ifMatch) = WriteConditionOf(s3);
-        await using var body = S3Body.Open(s3);
+        await using var body = S3Body.Open(s3, deferMd5: true);
         var put = await store.PutObjectAsync(new ObjectPut(s3.Bucket, s3.KeyBytes, body.Stream, body.Length)
         {
+            BeforeCommit = body.BeforeCommitAsync,
             Attributes = attributes,
             Condition = condition,
             IfMatchEtag = ifMatch,
