@@ -12,7 +12,7 @@ namespace NanoKv.Tests.Perf;
 /// <summary>
 /// Full proxied reads (S3 GET, ?proxy=1) of blobs from SocketHandoff.MinBytes are handed to a replica on the
 /// coordinator's host: the volume gets the client's connection and sends head and body itself, from its verified
-/// pin, or (a first read up to HandoffServer.BufferedMaxBytes) from memory after checking the whole blob. The
+/// pin, or for a first read after checking the whole blob (pinned if cached, else in memory up to 8 MiB). The
 /// client sees the relay's head and the exact bytes; what the volume cannot serve that way it declines before the
 /// first byte, and the read is relayed (or, a bad copy, read from the next replica).
 /// </summary>
@@ -100,7 +100,7 @@ public class ReadHandoffTests
         var first = await FirstChoiceAsync(c, "mid");
         var metrics = c.Coordinator.Objects.Metrics;
 
-        // Below the commit-pin size and never read: not pinned, yet handed off; the volume sent it from memory.
+        // Below the commit-pin size and never read: not pinned, yet handed off; the volume checked it whole first.
         Assert.Equal(0, first.Metrics.CommitPins.WithLabels("pinned").Value);
         Assert.Equal(data, await c.Client.GetByteArrayAsync($"{c.Url}/mid?proxy=1").WaitAsync(Timeout));
         await TestCluster.WaitUntilAsync(() => metrics.ReadHandoffs.WithLabels("sent").Value == 1, Timeout, "the read was handed off");
