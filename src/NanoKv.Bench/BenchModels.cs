@@ -1,9 +1,4 @@
-using System.Diagnostics;
-using System.Net;
-using System.Security.Cryptography;
-using System.Text.Json;
 using System.Text.Json.Serialization;
-using NanoKv.Core;
 
 namespace NanoKv.Bench;
 

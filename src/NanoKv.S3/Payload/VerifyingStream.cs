@@ -155,8 +155,9 @@ public sealed class VerifyingStream : Stream, IChunkObserver
         }
         foreach (var piece in _unobserved)
         {
-            _lanes!.Hurry(); // only if copying this piece must wait for the body's queued blocks
-            await _lanes.AppendAsync(piece); // the pump's last chunk, not yet observed: still its buffer, so copied now
+            // The pump's last chunk, not yet observed: still its buffer, so copied now (a partial chunk fits the
+            // staging buffer, so this does not wait for the body's queued blocks, nor hurry them).
+            await _lanes!.AppendAsync(piece);
         }
         _unobserved.Clear();
         if (_sha256 is not null && Convert.ToHexStringLower(_sha256.GetHashAndReset()) != _checks.Sha256Hex)
