@@ -202,11 +202,7 @@ public sealed class HandoffServer : IAsyncDisposable
         if (!verified)
         {
             using var hasher = ContentHasher.New();
-            for (long at = 0; at < lease.Length; at += SendfileServer.Chunk)
-            {
-                hasher.Update(lease.Slice(at, (int)Math.Min(SendfileServer.Chunk, lease.Length - at)));
-            }
-            if (!string.Equals(hasher.FinalizeHex(), r.Etag, StringComparison.OrdinalIgnoreCase))
+            if (!MappedSend.Matches(hasher, lease.Pin.Address, lease.Length, r.Etag))
             {
                 _ = volume.OnCorruptReadAsync(r.Key, $"pinned data hashes differently from the stored BLAKE3 {r.Etag}");
                 return (RelayOutcome.Corrupt, "this replica's copy fails its BLAKE3");
