@@ -5,14 +5,23 @@ namespace NanoKv.Core;
 /// <summary>
 /// Threads for work that blocks in system calls (a relay's or a handoff's sends wait in poll), kept after use:
 /// a thread per read cost its start and a fresh stack each time, and at 1 MiB reads that was a large part of a
-/// handoff. A thread is started whenever none is idle (callers bound their own concurrency), and leaves after
-/// a minute without work.
+/// handoff. Every queued item has a thread of its own (callers bound their own concurrency): an item must never
+/// wait behind blocking work, which may itself wait for it (a coordinator's relay waits for the volume's handoff
+/// to send, and in one process both run here). A thread leaves after a minute without work.
 /// </summary>
 public static class BlockingThreads
 {
     private static readonly TimeSpan IdleTimeout = TimeSpan.FromMinutes(1);
     private static readonly BlockingCollection<Action> Work = [];
-    private static int _idle;
+
+    // Threads waiting for work minus items queued: each item claims a waiting thread, or starts one when none is
+    // left unclaimed. (A flag "some thread is idle" let two items claim the same thread and strand the second.)
+    private static int _unclaimed;
+
+    /// <summary>Threads started so far (for tests).</summary>
+    public static int Started => Volatile.Read(ref _started);
+
+    private static int _started;
 
     /// <summary>Runs work on a blocking thread; the task ends when it has.</summary>
     public static Task Run(Action work) => Run(() =>
@@ -36,9 +45,9 @@ public static class BlockingThreads
                 done.SetException(ex);
             }
         });
-        // Read after the add: an idle thread that times out later re-checks the queue, so work is never stranded.
-        if (Interlocked.CompareExchange(ref _idle, 0, 0) == 0)
+        if (Interlocked.Decrement(ref _unclaimed) < 0)
         {
+            Interlocked.Increment(ref _started);
             new Thread(Loop) { IsBackground = true, Name = "nanokv-blocking" }.Start();
         }
         return done.Task;
@@ -48,14 +57,18 @@ public static class BlockingThreads
     {
         while (true)
         {
-            Interlocked.Increment(ref _idle);
-            var got = Work.TryTake(out var work, IdleTimeout);
-            Interlocked.Decrement(ref _idle);
-            if (!got && !Work.TryTake(out work))
+            Interlocked.Increment(ref _unclaimed);
+            Action? work;
+            while (!Work.TryTake(out work, IdleTimeout))
             {
-                return;
+                // Idle for a minute: leave, unless an item queued meanwhile counts on this thread.
+                var unclaimed = Volatile.Read(ref _unclaimed);
+                if (unclaimed > 0 && Interlocked.CompareExchange(ref _unclaimed, unclaimed - 1, unclaimed) == unclaimed)
+                {
+                    return;
+                }
             }
-            work!();
+            work();
         }
     }
 }

@@ -39,6 +39,9 @@ public interface IMetaStore : IDisposable
     /// <summary>In-process striped per-key lock: cheap exclusion between callers of this process only.</summary>
     Task<IDisposable> LockAsync(byte[] key);
 
+    /// <summary>Locks several keys at once (never nest LockAsync calls: two keys may share a stripe; see <see cref="KeyLocks"/>).</summary>
+    Task<IDisposable> LockAllAsync(IReadOnlyList<byte[]> keys);
+
     /// <summary>Keys with a pending write, in key order.</summary>
     List<byte[]> PendingKeys();
 

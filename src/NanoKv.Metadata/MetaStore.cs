@@ -84,7 +84,7 @@ public sealed partial class MetaStore : IMetaStore
     private readonly RocksDb _db;
     private readonly WriteOptions _sync = new WriteOptions().SetSync(true);
     private readonly WriteOptions _noSync = new WriteOptions().SetSync(false);
-    private readonly SemaphoreSlim[] _stripes = [.. Enumerable.Range(0, 256).Select(_ => new SemaphoreSlim(1, 1))];
+    private readonly KeyLocks _locks = new();
 
     // Compare-and-swap takes its own (synchronous, short) stripes, so a caller already holding LockAsync for the
     // key can still call it without deadlocking.
@@ -160,12 +160,9 @@ public sealed partial class MetaStore : IMetaStore
     /// Per-key lock (striped) for read-check-write sequences. The PUT/DELETE path and the ops commands both
     /// take it, so a repair or rebalance never overwrites metadata a concurrent write just changed.
     /// </summary>
-    public async Task<IDisposable> LockAsync(byte[] key)
-    {
-        var s = _stripes[Stripe(key, _stripes.Length)];
-        await s.WaitAsync();
-        return new Releaser(s);
-    }
+    public Task<IDisposable> LockAsync(byte[] key) => _locks.LockAsync(key);
+
+    public Task<IDisposable> LockAllAsync(IReadOnlyList<byte[]> keys) => _locks.LockAllAsync(keys);
 
     public bool CompareAndSwap(byte[] key, ObjectMeta? expected, ObjectMeta? next, bool sync = true)
     {
@@ -286,11 +283,6 @@ public sealed partial class MetaStore : IMetaStore
             }
             it.Next();
         }
-    }
-
-    private sealed class Releaser(SemaphoreSlim s) : IDisposable
-    {
-        public void Dispose() => s.Release();
     }
 
     private static byte[] Encode<T>(T value) => MetaCodec.Encode(value);

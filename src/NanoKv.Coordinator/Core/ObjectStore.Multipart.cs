@@ -162,24 +162,28 @@ public sealed partial class ObjectStore
         }
         record = record with { Manifest = manifest.Value };
         var recordKey = BlobKeys.ObjectRecordKey(bucket, upload.Key);
-        StoreResult<S3ObjectRecord> switched;
-        S3ObjectRecord? previous;
-        using (await store.LockAsync(BlobKeys.UploadRecordKey(bucket, uploadId)))
+        var uploadKey = BlobKeys.UploadRecordKey(bucket, uploadId);
+        // Under the upload's lock as well as the object's: a part or an abort of this upload waits for the switch.
+        var (switched, previous) = await SwitchAsync(recordKey, record, _ =>
         {
             if (GetUpload(bucket, uploadId) is null)
             {
-                Retire([manifest.Value!]);
                 return new StoreError(StoreErrorKind.NoSuchUpload, $"upload {uploadId} was completed or aborted meanwhile");
             }
             CrashPoints.Hit(CrashPoint.CoordinatorBeforeCompleteSwitch);
-            (switched, previous) = await SwitchAsync(recordKey, record, _ => null, b =>
+            return null;
+        }, b =>
+        {
+            b.Delete(RecordTable.Uploads, uploadKey);
+            foreach (var p in uploaded.Values)
             {
-                b.Delete(RecordTable.Uploads, BlobKeys.UploadRecordKey(bucket, uploadId));
-                foreach (var p in uploaded.Values)
-                {
-                    b.Delete(RecordTable.Parts, BlobKeys.PartRecordKey(uploadId, p.PartNumber));
-                }
-            });
+                b.Delete(RecordTable.Parts, BlobKeys.PartRecordKey(uploadId, p.PartNumber));
+            }
+        }, alsoLock: uploadKey);
+        if (!switched.Ok)
+        {
+            Retire([manifest.Value!]);
+            return switched.Error!;
         }
         CrashPoints.Hit(CrashPoint.CoordinatorAfterCompleteSwitch);
         var unused = uploaded.Values.Where(p => !chosen.Contains(p)).Select(p => new BlobRef(p.BlobKey, p.Size, p.Blake3));

@@ -215,10 +215,14 @@ public sealed partial class ObjectStore
         _ => null,
     };
 
-    /// <summary>Under the record's lock: re-checks, writes the new record (fsync'd), returns the replaced one.</summary>
-    private async Task<(StoreResult<S3ObjectRecord> Result, S3ObjectRecord? Previous)> SwitchAsync(byte[] recordKey, S3ObjectRecord record, Func<S3ObjectRecord?, StoreError?> check, Action<RecordBatch>? alsoWrite = null)
+    /// <summary>
+    /// Under the record's lock (and alsoLock's, taken together: nested locks can share a stripe): re-checks, writes
+    /// the new record (fsync'd), returns the replaced one.
+    /// </summary>
+    private async Task<(StoreResult<S3ObjectRecord> Result, S3ObjectRecord? Previous)> SwitchAsync(byte[] recordKey, S3ObjectRecord record, Func<S3ObjectRecord?, StoreError?> check,
+        Action<RecordBatch>? alsoWrite = null, byte[]? alsoLock = null)
     {
-        using (await store.LockAsync(recordKey))
+        using (await (alsoLock is null ? store.LockAsync(recordKey) : store.LockAllAsync([recordKey, alsoLock])))
         {
             while (true)
             {

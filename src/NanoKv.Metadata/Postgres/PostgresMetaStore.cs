@@ -15,7 +15,7 @@ public sealed partial class PostgresMetaStore : IMetaStore
     private const string VersionBump = "UPDATE nanokv_counters SET v = GREATEST(v, $1) WHERE name = 'version'";
     private readonly NpgsqlDataSource _source;
     private readonly PostgresRetry _retry;
-    private readonly SemaphoreSlim[] _stripes = [.. Enumerable.Range(0, 256).Select(_ => new SemaphoreSlim(1, 1))];
+    private readonly KeyLocks _locks = new();
     private long _highWater;
 
     private PostgresMetaStore(NpgsqlDataSource source, TimeSpan retryTimeBox)
@@ -138,17 +138,9 @@ public sealed partial class PostgresMetaStore : IMetaStore
         NoteVersion(version);
     }
 
-    public async Task<IDisposable> LockAsync(byte[] key)
-    {
-        var hash = 17;
-        foreach (var b in key)
-        {
-            hash = (hash * 31) + b;
-        }
-        var s = _stripes[(hash & 0x7fffffff) % _stripes.Length];
-        await s.WaitAsync();
-        return new Releaser(s);
-    }
+    public Task<IDisposable> LockAsync(byte[] key) => _locks.LockAsync(key);
+
+    public Task<IDisposable> LockAllAsync(IReadOnlyList<byte[]> keys) => _locks.LockAllAsync(keys);
 
     public List<byte[]> PendingKeys() =>
         PagedObjects("SELECT k, meta FROM nanokv_objects WHERE state = 0", [], true, null).Select(r => r.Key).ToList();

@@ -16,8 +16,8 @@ namespace NanoKv.S3.Payload;
 /// buffers (the pump's own chunks, or staging copies) on its chain; the lanes thread takes chains into free
 /// lanes, steps all lanes block by block, and completes each buffer's job when its blocks are done. A pass
 /// costs the same for one lane as for sixteen, so the thread waits for company while no body awaits a job.
-/// Opt-in (NANOKV_MD5_LANES=1, AVX-512 only): with the per-body chains a multipart test hung once in three local runs
-/// (a part's MD5 never finished), cause not found yet; off, every body uses the runtime's MD5.
+/// On with AVX-512 unless NANOKV_MD5_LANES=0 (then every body uses the runtime's MD5). They were opt-in for one stop
+/// after a multipart test hung; that hang was a striped metadata lock taken twice (<c>KeyLocks</c>), not the lanes.
 /// </summary>
 public static unsafe class Md5Lanes
 {
@@ -41,7 +41,7 @@ public static unsafe class Md5Lanes
     private static readonly ConcurrentQueue<byte[]> Buffers = new();
     private static int _started;
 
-    public static bool Supported { get; } = Avx512F.IsSupported && Environment.GetEnvironmentVariable("NANOKV_MD5_LANES") == "1";
+    public static bool Supported { get; } = Avx512F.IsSupported && Environment.GetEnvironmentVariable("NANOKV_MD5_LANES") != "0";
 
     /// <summary>
     /// One body's MD5: its state and its queued jobs, stepped in order in one lane. A body may queue several

@@ -12,7 +12,7 @@ public sealed class Avx512FactAttribute : FactAttribute
     {
         if (!Md5Lanes.Supported)
         {
-            Skip = "MD5 lanes off (opt-in: NANOKV_MD5_LANES=1 on an AVX-512 CPU): S3 ETags use the runtime's MD5";
+            Skip = "MD5 lanes off (no AVX-512, or NANOKV_MD5_LANES=0): S3 ETags use the runtime's MD5";
         }
     }
 }
