@@ -25,6 +25,9 @@ public sealed class S3ClusterFixture : IAsyncLifetime
         Cluster = await TestCluster.StartAsync(configure: o => o with
         {
             S3 = new S3Options { Port = 0, Users = S3Users.Parse($"{Ak1}:{Sk1},{Ak2}:{Sk2}"), Domains = ["localhost", VhostDomain] },
+            // No test here stops a volume: the production health timings, not the fast ones (suspect after 1 s
+            // without a heartbeat), which a loaded two-core CI machine crossed for all three volumes at once (503).
+            Health = new NanoKv.Coordinator.HealthSettings(),
         });
 
     public async Task DisposeAsync() => await Cluster.DisposeAsync();
