@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
@@ -14,7 +13,7 @@ namespace NanoKv.Volume;
 /// and pinned (or verified and wholly mapped) in the committed version, etag and size is sent straight into the
 /// client's socket with sendfile — the read port's path for native GETs — the last chunk only after the pages
 /// are checked unchanged. A first read is checked whole before the first byte (pinned when its pages are cached,
-/// else read into memory up to <see cref="BufferedMaxBytes"/>): a bad copy answers Corrupt and the coordinator
+/// else mapped up to <see cref="FirstReadMaxBytes"/>, then kept as a loose pin): a bad copy answers Corrupt and the coordinator
 /// reads another replica. Anything else is declined before the first byte, and the coordinator relays instead.
 /// </summary>
 public sealed class HandoffServer : IAsyncDisposable
@@ -26,11 +25,9 @@ public sealed class HandoffServer : IAsyncDisposable
     private const int MaxPath = 107;
     private const int MaxConcurrent = 64;
 
-    /// <summary>First reads up to this size are read and verified whole in memory (64 at once: at most 512 MiB).</summary>
-    public const long BufferedMaxBytes = 8 << 20;
-
-    // Not the shared pool: its per-thread caches would leave each buffer behind on the thread that returned it.
-    private static readonly ArrayPool<byte> Buffers = ArrayPool<byte>.Create((int)BufferedMaxBytes, 16);
+    /// <summary>First reads not cached up to this size are mapped and verified whole before the first byte; larger ones
+    /// stay with the read port, which hashes as it sends (a whole-blob check first would delay the first byte).</summary>
+    public const long FirstReadMaxBytes = 8 << 20;
     private static readonly TimeSpan IdleTimeout = TimeSpan.FromSeconds(60);
     private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(5);
 
@@ -180,7 +177,7 @@ public sealed class HandoffServer : IAsyncDisposable
             return (RelayOutcome.NotStarted, "not this version here");
         }
         // A blob verified before goes out from its pin. A first read pins the blob when its pages are cached, or
-        // (up to BufferedMaxBytes) reads it into memory, and checks it whole before the first byte: a bad copy is
+        // (up to FirstReadMaxBytes) maps it, and checks it whole before the first byte: a bad copy is
         // declined and the coordinator reads another replica. A larger first read not cached stays with the read
         // port, which hashes as it goes (and pins it).
         var verified = true;
@@ -192,7 +189,7 @@ public sealed class HandoffServer : IAsyncDisposable
         }
         if (lease is null)
         {
-            return r.Size <= BufferedMaxBytes ? SendVerifiedCopy(client, r, path) : (RelayOutcome.NotStarted, "not verified and pinned here");
+            return r.Size <= FirstReadMaxBytes ? SendMappedFirstRead(client, r, path) : (RelayOutcome.NotStarted, "not verified and pinned here");
         }
         using var held = lease;
         if (lease.Pin.Stamp.MtimeNs / 1000 != r.Version || lease.Length != r.Size || !VerifiedPins.Intact(lease))
@@ -219,10 +216,14 @@ public sealed class HandoffServer : IAsyncDisposable
     }
 
     /// <summary>
-    /// A first read of a blob up to <see cref="BufferedMaxBytes"/>: the file read into memory and hashed whole,
-    /// then head and body sent. Nothing goes out unless the bytes match the committed BLAKE3.
+    /// A first read of a blob up to <see cref="FirstReadMaxBytes"/> whose pages are not all cached: mapped (not
+    /// locked, populated in one call), hashed whole through the mapping, and only then sent with sendfile, the last
+    /// chunk once the file is unchanged and every mapped page still present. Sent, the mapping is kept as a loose pin
+    /// (see <see cref="VerifiedPins"/>), as the read port keeps its windowed reads: the next read of the blob sends
+    /// without hashing again. (A copy read into memory kept nothing, so in a mixed load every blob was hashed twice.)
+    /// Nothing goes out unless the bytes match the committed BLAKE3.
     /// </summary>
-    private (RelayOutcome, string?) SendVerifiedCopy(int client, HandoffRequest r, string path)
+    private (RelayOutcome, string?) SendMappedFirstRead(int client, HandoffRequest r, string path)
     {
         SafeFileHandle file;
         try
@@ -233,75 +234,47 @@ public sealed class HandoffServer : IAsyncDisposable
         {
             return (RelayOutcome.NotStarted, "not this version here");
         }
-        var buffer = Buffers.Rent((int)r.Size);
+        if (!VerifiedPins.Stamp.OfHandle(file, out var stamp) || stamp.MtimeNs / 1000 != r.Version || stamp.Size != r.Size || stamp.Size <= 0)
+        {
+            file.Dispose();
+            return (RelayOutcome.NotStarted, "not this version here");
+        }
+        var length = (nuint)stamp.Size;
+        var fd = (int)file.DangerousGetHandle();
+        var addr = VerifiedPins.Native.mmap(0, length, VerifiedPins.Native.ProtRead, VerifiedPins.Native.MapShared | VerifiedPins.Native.MapPopulate, fd, 0);
+        if (addr == -1)
+        {
+            file.Dispose();
+            return (RelayOutcome.NotStarted, "the blob could not be mapped");
+        }
+        var kept = false;
         try
         {
-            using (file)
+            using (var hasher = ContentHasher.New())
             {
-                if (!VerifiedPins.Stamp.OfHandle(file, out var stamp) || stamp.MtimeNs / 1000 != r.Version || stamp.Size != r.Size)
-                {
-                    return (RelayOutcome.NotStarted, "not this version here");
-                }
-                var body = buffer.AsSpan(0, (int)r.Size);
-                for (var at = 0; at < body.Length;)
-                {
-                    var n = RandomAccess.Read(file, body[at..], at);
-                    if (n <= 0)
-                    {
-                        return (RelayOutcome.NotStarted, "the blob ended early");
-                    }
-                    at += n;
-                }
-                using var hasher = ContentHasher.New();
-                hasher.Update(body);
-                if (!string.Equals(hasher.FinalizeHex(), r.Etag, StringComparison.OrdinalIgnoreCase))
+                if (!MappedSend.Matches(hasher, addr, stamp.Size, r.Etag))
                 {
                     _ = _volume.OnCorruptReadAsync(r.Key, $"read data hashes differently from the stored BLAKE3 {r.Etag}");
                     return (RelayOutcome.Corrupt, "this replica's copy fails its BLAKE3");
                 }
             }
-            var (outcome, why) = SendBytes(client, r.Head, buffer.AsSpan(0, (int)r.Size));
+            var (outcome, why) = Send(client, r.Head, fd, stamp.Size,
+                () => VerifiedPins.Stamp.OfHandle(file, out var now) && now == stamp && VerifiedPins.AllPresent(addr, stamp.Size));
             if (outcome == RelayOutcome.Sent)
             {
                 _volume.Metrics.SendfileReads.WithLabels("handoff-verified").Inc();
-                _volume.Metrics.BytesOut.WithLabels("sendfile").Inc(r.Size);
+                _volume.Metrics.BytesOut.WithLabels("sendfile").Inc(stamp.Size);
+                kept = _volume.Pins.LooseBudget > 0 && _volume.Pins.Adopt(path, file, addr, stamp); // the pin owns file and mapping now
             }
             return (outcome, why);
         }
         finally
         {
-            Buffers.Return(buffer);
-        }
-    }
-
-    /// <summary>Head and body from memory, corked into full segments.</summary>
-    private static (RelayOutcome, string?) SendBytes(int client, byte[] head, ReadOnlySpan<byte> body)
-    {
-        var waitMs = (int)IdleTimeout.TotalMilliseconds;
-        _ = SocketNative.Cork(client, true);
-        try
-        {
-            for (var part = 0; part < 2; part++)
+            if (!kept)
             {
-                var bytes = part == 0 ? head : body;
-                for (var at = 0; at < bytes.Length;)
-                {
-                    var n = SocketNative.send(client, ref MemoryMarshal.GetReference(bytes[at..]), (nuint)(bytes.Length - at), SocketNative.MSG_NOSIGNAL | SocketNative.MSG_DONTWAIT);
-                    if (n > 0)
-                    {
-                        at += (int)n;
-                    }
-                    else if (SocketNative.WaitReady(client, SocketNative.POLLOUT, waitMs) is { } error)
-                    {
-                        return (RelayOutcome.ClientGone, error);
-                    }
-                }
+                _ = VerifiedPins.Native.munmap(addr, length);
+                file.Dispose();
             }
-            return (RelayOutcome.Sent, null);
-        }
-        finally
-        {
-            _ = SocketNative.Cork(client, false);
         }
     }
 

@@ -628,6 +628,7 @@ public sealed unsafe partial class VerifiedPins : IDisposable
     {
         public const int ProtRead = 1;
         public const int MapShared = 1;
+        public const int MapPopulate = 0x8000;
         public const int MadvWillNeed = 3;
 
         [LibraryImport("libc", SetLastError = true)]
