@@ -54,7 +54,7 @@ public sealed partial class ObjectStore
             return new StoreError(StoreErrorKind.NoSuchUpload, $"upload {put.UploadId} does not exist (completed or aborted?)");
         }
         var blobKey = BlobKeys.ForPart(put.UploadId, put.PartNumber, clock.Next());
-        var blob = await PutAsync(new PutRequest(blobKey, put.Body, put.Length) { BeforeCommit = put.BeforeCommit }, ct);
+        var blob = await PutAsync(new PutRequest(blobKey, put.Body, put.Length) { BeforeCommit = put.BeforeCommit, SyncedByNextWrite = true }, ct);
         if (!blob.Ok)
         {
             return blob.Error!;

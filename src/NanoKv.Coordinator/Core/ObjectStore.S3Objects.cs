@@ -88,7 +88,7 @@ public sealed partial class ObjectStore
             return early;
         }
         var blobKey = BlobKeys.ForObject(put.Bucket, put.Key, clock.Next());
-        var blob = await PutAsync(new PutRequest(blobKey, put.Body, put.Length) { BeforeCommit = put.BeforeCommit }, ct);
+        var blob = await PutAsync(new PutRequest(blobKey, put.Body, put.Length) { BeforeCommit = put.BeforeCommit, SyncedByNextWrite = true }, ct);
         if (!blob.Ok)
         {
             return blob.Error!;

@@ -80,7 +80,7 @@ public sealed partial class ObjectStore(IMetaStore store, NodeRegistry nodes, Vo
             {
                 store.Put(key, meta, sync: false); // test-only mutation: the durability checker must notice
             }
-            else if (!store.CompareAndSwap(key, pending, meta))
+            else if (!store.CompareAndSwap(key, pending, meta, sync: !request.SyncedByNextWrite))
             {
                 // Another coordinator's recovery resolved this pending write first; its verdict stands.
                 var now = store.Get(key);

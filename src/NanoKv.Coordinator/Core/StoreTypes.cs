@@ -122,6 +122,13 @@ public sealed record PutRequest(byte[] Key, Stream Body, long? Length)
     /// only it knows (the S3 MD5 against Content-MD5, finished while the volumes synced); an error aborts the write.
     /// </summary>
     public Func<CopyResult, ValueTask<StoreError?>>? BeforeCommit { get; init; }
+
+    /// <summary>
+    /// The caller makes a synced metadata write after this one before anyone hears yes (the S3 object or part record
+    /// naming this blob), so the commit's own WAL sync is left to it: one WAL is synced in order, so that later sync
+    /// makes this commit durable too. A crash before it leaves the write unacknowledged and pending (recovery settles it).
+    /// </summary>
+    public bool SyncedByNextWrite { get; init; }
 }
 
 /// <summary>Where a committed object can be read: its metadata and the replicas to try, best first.</summary>
