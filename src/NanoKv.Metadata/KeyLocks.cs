@@ -24,7 +24,7 @@ public sealed class KeyLocks
         var taken = new List<SemaphoreSlim>(keys.Count);
         try
         {
-            foreach (var i in keys.Select(Stripe).Distinct().Order())
+            foreach (var i in keys.Select(k => Stripe(k)).Distinct().Order())
             {
                 await _stripes[i].WaitAsync();
                 taken.Add(_stripes[i]);
@@ -39,14 +39,17 @@ public sealed class KeyLocks
     }
 
     /// <summary>Which stripe guards key (for tests that need two keys in one stripe).</summary>
-    public static int Stripe(byte[] key)
+    public static int Stripe(byte[] key) => Stripe(key, Stripes);
+
+    /// <summary>The key's stripe among count (also the metadata store's compare-and-swap stripes).</summary>
+    internal static int Stripe(ReadOnlySpan<byte> key, int count)
     {
         var hash = 17;
         foreach (var b in key)
         {
             hash = (hash * 31) + b;
         }
-        return (hash & 0x7fffffff) % Stripes;
+        return (hash & 0x7fffffff) % count;
     }
 
     private sealed class Releaser(IReadOnlyList<SemaphoreSlim> held) : IDisposable

@@ -64,7 +64,7 @@ public sealed partial class MetaStore
         where T : class
     {
         var full = Concat(Prefix(table), key);
-        lock (_casStripes[Stripe(full, _casStripes.Length)])
+        lock (_casStripes[KeyLocks.Stripe(full, _casStripes.Length)])
         {
             var current = _db.Get(full);
             var matches = expected is null ? current is null : current is not null && current.AsSpan().SequenceEqual(Encode(expected));

@@ -166,7 +166,7 @@ public sealed partial class MetaStore : IMetaStore
 
     public bool CompareAndSwap(byte[] key, ObjectMeta? expected, ObjectMeta? next, bool sync = true)
     {
-        lock (_casStripes[Stripe(key, _casStripes.Length)])
+        lock (_casStripes[KeyLocks.Stripe(key, _casStripes.Length)])
         {
             if (!MetaCodec.SameWrite(Get(key), expected))
             {
@@ -182,16 +182,6 @@ public sealed partial class MetaStore : IMetaStore
             }
             return true;
         }
-    }
-
-    private static int Stripe(ReadOnlySpan<byte> key, int count)
-    {
-        var hash = 17;
-        foreach (var b in key)
-        {
-            hash = (hash * 31) + b;
-        }
-        return (hash & 0x7fffffff) % count;
     }
 
     /// <summary>Replaces the meta of a key only if it still equals `expected` (same state, upload and version).</summary>

@@ -120,16 +120,7 @@ public sealed class LaneMd5 : IDisposable
         }
     }
 
-    /// <summary>The body is ending: its queued blocks go at once (the end reads the digest right after).</summary>
-    public void Hurry()
-    {
-        if (_inFlight is { Done.Task.IsCompleted: false })
-        {
-            Md5Lanes.Hurry(_chain);
-        }
-    }
-
-    /// <summary>Pads, waits for the last blocks and returns the 16-byte digest.</summary>
+    /// <summary>Pads, waits for the last blocks (hurrying them: the digest is wanted now) and returns the 16-byte digest.</summary>
     public async ValueTask<byte[]> FinishAsync()
     {
         var bits = (ulong)_length * 8;

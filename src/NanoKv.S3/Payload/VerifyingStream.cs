@@ -203,7 +203,6 @@ public sealed class VerifyingStream : Stream, IChunkObserver
         {
             return;
         }
-        _lanes?.Hurry(); // the digest is wanted now
         var md5 = _lanes is not null ? await _lanes.FinishAsync() : _md5!.GetHashAndReset();
         if (_checks.ContentMd5 is { } want && !CryptographicOperations.FixedTimeEquals(want, md5))
         {
